@@ -1,0 +1,45 @@
+"""Keras layers shared by the five systems.
+
+Names are resolved lazily (PEP 562) so that importing one layer does not import all of them.
+:func:`custom_objects` imports every layer module, which registers each class with Keras
+serialization; call it (or import the model modules) before loading a ``.keras`` file.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+# public name -> submodule that defines it
+_EXPORTS = {
+    # pooling.py: index-preserving pooling / unpooling (QuickNAT, InfiNet)
+    "MaxPoolingWithArgmax2D": "pooling",
+    "MaxUnpooling2D": "pooling",
+    # dense.py: QuickNAT dense blocks and the FastSurfer competitive (maxout) variant
+    "DenseBlock": "dense",
+    "CompetitiveDenseBlock": "dense",
+    # residual.py: 3D residual block (paper 002) and 3D U-Net encoder/decoder blocks
+    "ResidualBlock3D": "residual",
+    "UNetEncoderBlock3D": "residual",
+    "UNetDecoderBlock3D": "residual",
+    # heads.py: paper 004 side-output "specialized layer", resize-to-reference, pad/crop
+    "SideOutput": "heads",
+    "ResizeLike": "heads",
+    "PadToMultiple": "heads",
+    "CropLike": "heads",
+}
+
+_MODULES = sorted(set(_EXPORTS.values()))
+
+__all__ = sorted(_EXPORTS) + ["custom_objects"]
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        module = importlib.import_module(f"{__name__}.{_EXPORTS[name]}")
+        return getattr(module, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def custom_objects() -> dict:
+    """Import every layer module and return ``{class name: class}`` for Keras loading."""
+    return {name: __getattr__(name) for name in _EXPORTS}
