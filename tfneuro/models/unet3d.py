@@ -1,0 +1,83 @@
+"""NEC-NET's 3D U-Net for neurocranium segmentation (paper 000 section 2.3.1 and Fig. 2).
+
+The network is Çiçek et al.'s 3D U-Net (paper 000 ref. 15), as paper 000 Fig. 2 describes:
+"analysis and synthesis paths with four resolution steps each. Each layer in the analysis
+route has two 3x3x3 convolutions, a ReLU, a 2x2x2 max pooling with strides of two ... Each
+layer in the synthesis route consists of [an] upconvolution of 2x2x2 by strides of two ...
+followed by two 3x3x3 convolutions followed by a ReLU ... shortcut connections from layers of
+equal resolution ... A 1x1x1 convolution in the final layer lowers the number of output
+channels to the number of labels, which in our instance is 2."
+
+Choices and departures:
+- Channels are doubled before pooling, as in Çiçek et al. (level l: ``base*2**l`` then
+  ``base*2**(l+1)``; 32 -> 64 in the first level). Paper 000's caption says "tripling"; it
+  otherwise repeats Çiçek's sentence verbatim, so we read it as a typo and follow Çiçek.
+- Batch normalisation before each ReLU as in Çiçek et al. (``norm="batch"``); paper 000 does
+  not mention it. ``norm=None`` gives the plain conv + ReLU variant.
+- Input channels: NEC-NET is a cascade — "the inputs for the segmentation network are the
+  original images and the predicted masks" — so a second run feeds ``[image, prior mask]``:
+  build with ``input_shape=(None, None, None, 2)``. The default is one channel (image only).
+- Spatial size: the model does NOT pad internally; each known spatial dimension must be a
+  multiple of ``2 ** (depth - 1)`` (8 for depth 4). The paper's 96^3 sliding window
+  (:func:`tfneuro.inference.sliding_window_predict`) and the conformed grid (multiple of 16)
+  satisfy this. Known dimensions are checked when the model is built.
+- Output: softmax probabilities, channels-last.
+"""
+
+from __future__ import annotations
+
+import keras
+
+from tfneuro.errors import InputError
+from tfneuro.layers.residual import UNetDecoderBlock3D, UNetEncoderBlock3D
+
+
+def check_spatial_multiple(input_shape, multiple, ndim=3, flag="input_shape"):
+    """Raise InputError unless ``input_shape`` has ``ndim`` spatial dims + channels and each
+    known spatial dim is a positive multiple of ``multiple``."""
+    if len(input_shape) != ndim + 1:
+        raise InputError(flag, f"expected {ndim} spatial dims + channels, got {tuple(input_shape)}")
+    if input_shape[-1] is None or int(input_shape[-1]) < 1:
+        raise InputError(flag, f"the channel dimension must be known, got {tuple(input_shape)}")
+    for d in input_shape[:-1]:
+        if d is not None and (int(d) < multiple or int(d) % multiple):
+            raise InputError(flag, f"spatial size {d} is not a multiple of {multiple} "
+                                   f"(the network downsamples {multiple}x); pad or crop the input")
+
+
+def unet3d(num_classes=2, input_shape=(None, None, None, 1), base_filters=32, depth=4,
+           norm="batch", name="unet3d"):
+    """Build NEC-NET's 3D U-Net (paper 000 section 2.3.1, Fig. 2; Çiçek et al. 2016).
+
+    Args:
+        num_classes: output classes (2: background / neurocranium, paper 000).
+        input_shape: ``(X, Y, Z, C)``; spatial dims may be None but known ones must be
+            multiples of ``2 ** (depth - 1)``. C=2 for the cascade's ``[image, prior mask]``.
+        base_filters: channels of the first convolution (32 as in Çiçek et al.).
+        depth: resolution steps (4 in paper 000; 3 max-pools).
+        norm: "batch" (Çiçek), "instance" or None (plain conv + ReLU).
+        name: model name.
+
+    Returns:
+        A functional ``keras.Model`` mapping ``[B, X, Y, Z, C]`` to softmax ``[B, X, Y, Z, K]``.
+    """
+    if int(depth) < 2:
+        raise InputError("depth", f"must be >= 2, got {depth}")
+    if int(num_classes) < 1:
+        raise InputError("num_classes", f"must be >= 1, got {num_classes}")
+    check_spatial_multiple(input_shape, 2 ** (int(depth) - 1))
+    inputs = keras.Input(shape=tuple(input_shape), name="image")
+    x = inputs
+    skips = []
+    for level in range(depth):
+        f = (base_filters * 2 ** level, base_filters * 2 ** (level + 1))
+        x = UNetEncoderBlock3D(f, downsample=None if level == 0 else "max_pool", norm=norm,
+                               activation="relu", name=f"enc{level}")(x)
+        skips.append(x)
+    for level in reversed(range(depth - 1)):
+        # Çiçek: up-conv keeps the channels, then two convs with base*2**(level+1) channels.
+        x = UNetDecoderBlock3D(base_filters * 2 ** (level + 1), up_filters=None, norm=norm,
+                               activation="relu", name=f"dec{level}")([x, skips[level]])
+    outputs = keras.layers.Conv3D(num_classes, 1, activation="softmax", dtype="float32",
+                                  name="classifier")(x)
+    return keras.Model(inputs, outputs, name=name)
