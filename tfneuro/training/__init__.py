@@ -1,0 +1,64 @@
+"""Training recipes: optimizers and schedules from the papers, run configuration (seed,
+determinism, XLA, mixed precision, tf.distribute), the checkpointing ``fit`` loop, and
+transfer learning.
+
+Names are resolved lazily (PEP 562), so ``import tfneuro.training`` does not import
+TensorFlow until a name is used.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    # schedules.py
+    "PolyDecay": "schedules",
+    "StepDecay": "schedules",
+    # recipes.py
+    "SGDL2": "recipes",
+    "Recipe": "recipes",
+    "RECIPES": "recipes",
+    "PAPER001_RATES": "recipes",
+    "get_recipe": "recipes",
+    "list_recipes": "recipes",
+    "make_optimizer": "recipes",
+    "caffe_equivalent": "recipes",
+    "lr_sweep": "recipes",
+    # runtime.py
+    "TrainingConfig": "runtime",
+    "setup_runtime": "runtime",
+    "make_strategy": "runtime",
+    "resolve_xla": "runtime",
+    "is_chief": "runtime",
+    # flags.py
+    "define_training_flags": "flags",
+    "config_from_flags": "flags",
+    # loop.py
+    "fit": "loop",
+    "epoch_seed": "loop",
+    "save_checkpoint": "loop",
+    "restore_checkpoint": "loop",
+    "latest_checkpoint": "loop",
+    "list_checkpoints": "loop",
+    "ProgressBar": "loop",
+    # transfer.py
+    "apply_strategy": "transfer",
+    "replace_classifier": "transfer",
+    "reinitialize": "transfer",
+    "fit_two_stage": "transfer",
+    "blocks_for_strategy": "transfer",
+    "block_of": "transfer",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        module = importlib.import_module(f"{__name__}.{_EXPORTS[name]}")
+        return getattr(module, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_EXPORTS))

@@ -1,0 +1,321 @@
+"""Training loop around ``model.fit``: a checkpoint every epoch, resume, logs, progress bars.
+
+TensorFlow-backend training engine (tf.data datasets, tf.distribute); the checkpoint format
+itself is plain numpy + JSON.
+
+Layout of ``out_dir``::
+
+    checkpoints/epoch-000003/     one directory per completed epoch (the last ``keep``)
+        variables.npz             every model variable (weights, BatchNorm statistics and the
+                                  Keras SeedGenerator states of Dropout/noise layers), by index
+        optimizer.npz             every optimizer variable (iteration counter, momenta,
+                                  loss scale), by index
+        state.json                completed epochs, seed, variable shapes, history so far
+    training_log.csv              keras CSVLogger (appended on resume)
+    tensorboard/                  keras TensorBoard
+
+Each checkpoint directory is written under a temporary name and renamed when complete
+(:func:`tfneuro.utils.atomic.atomic_path`), and ``state.json`` is written last inside it; a
+process killed at any moment (SIGKILL included) leaves either a complete checkpoint or a
+``.epoch-...tmp-*`` directory that :func:`latest_checkpoint` ignores.
+
+Exact resumption. With a seed and op determinism (:class:`tfneuro.training.TrainingConfig`)
+a run interrupted and resumed ends with the same weights as an uninterrupted run, because
+everything that determines epoch ``e`` is either restored or a function of ``(seed, e)``:
+
+* model variables, optimizer variables (so the step counter and thus the LR schedule) and
+  the layers' random-seed states are restored from the checkpoint;
+* before epoch ``e`` the global seeds are reset to :func:`epoch_seed` ``(seed, e)``;
+* ``train_ds`` may be a callable ``train_ds(epoch) -> dataset``: build each epoch's
+  shuffling and augmentation from ``epoch_seed(seed, epoch)``. A fixed ``tf.data.Dataset``
+  whose ``shuffle`` reshuffles every iteration restarts its shuffle sequence in a new
+  process, so it trains correctly but does not resume bit-exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+
+import keras
+import numpy as np
+
+from tfneuro.errors import InputError
+from tfneuro.utils.atomic import atomic_path
+from tfneuro.utils.progress import progress
+
+__all__ = ["fit", "epoch_seed", "save_checkpoint", "restore_checkpoint", "latest_checkpoint",
+           "list_checkpoints", "ProgressBar"]
+
+_CKPT_RE = re.compile(r"^epoch-(\d{6})$")
+_FORMAT = 1
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """A 31-bit seed that is a fixed function of ``(seed, epoch)`` (numpy ``SeedSequence``)."""
+    return int(np.random.SeedSequence([int(seed), int(epoch)]).generate_state(1)[0] >> 1)
+
+
+def list_checkpoints(out_dir) -> list[tuple[int, str]]:
+    """Complete checkpoints in ``out_dir`` as ``[(epoch, path)]``, oldest first."""
+    ckpt_root = os.path.join(os.fspath(out_dir), "checkpoints")
+    if not os.path.isdir(ckpt_root):
+        return []
+    found = []
+    for name in os.listdir(ckpt_root):
+        m = _CKPT_RE.match(name)
+        path = os.path.join(ckpt_root, name)
+        if m and os.path.isfile(os.path.join(path, "state.json")):
+            found.append((int(m.group(1)), path))
+    return sorted(found)
+
+
+def latest_checkpoint(out_dir) -> str | None:
+    """Path of the last complete checkpoint in ``out_dir``, or ``None``."""
+    found = list_checkpoints(out_dir)
+    return found[-1][1] if found else None
+
+
+def _optimizer(model):
+    opt = getattr(model, "optimizer", None)
+    if opt is None:
+        raise InputError("model", "is not compiled (call model.compile(...) before fit)")
+    return opt
+
+
+def _ensure_optimizer_built(model):
+    opt = _optimizer(model)
+    if not opt.built:
+        strategy = getattr(model, "distribute_strategy", None)
+        if strategy is not None:
+            with strategy.scope():
+                opt.build(model.trainable_variables)
+        else:
+            opt.build(model.trainable_variables)
+    return opt
+
+
+def save_checkpoint(model, out_dir, epoch: int, *, seed: int | None = None,
+                    history: list | None = None, keep: int = 2) -> str:
+    """Write the checkpoint of ``epoch`` completed epochs atomically; keep the last ``keep``.
+
+    Args:
+        model: a compiled Keras model.
+        out_dir: run directory (checkpoints go to ``out_dir/checkpoints``).
+        epoch: number of completed epochs.
+        seed: the run's seed (stored, checked on resume).
+        history: per-epoch log rows so far (stored so a resumed run returns the full history).
+        keep: how many checkpoints to keep (older ones are deleted after the new one exists).
+
+    Returns:
+        The checkpoint directory.
+    """
+    opt = _ensure_optimizer_built(model)
+    variables = model.variables
+    opt_store: dict = {}
+    opt.save_own_variables(opt_store)
+    state = {
+        "format": _FORMAT, "epoch": int(epoch), "seed": seed,
+        "model_name": model.name,
+        "variable_shapes": [list(v.shape) for v in variables],
+        "optimizer_variables": len(opt_store),
+        "optimizer_iterations": int(np.asarray(opt.iterations)),
+        "history": history or [],
+    }
+    target = os.path.join(os.fspath(out_dir), "checkpoints", f"epoch-{int(epoch):06d}")
+    with atomic_path(target, suffix="") as tmp:
+        os.makedirs(tmp)
+        np.savez(os.path.join(tmp, "variables.npz"),
+                 **{f"v{i}": np.asarray(v) for i, v in enumerate(variables)})
+        np.savez(os.path.join(tmp, "optimizer.npz"),
+                 **{f"v{k}": np.asarray(val) for k, val in opt_store.items()})
+        with open(os.path.join(tmp, "state.json"), "w", encoding="utf-8") as f:
+            json.dump(state, f, default=_json_default)
+            f.flush()
+            os.fsync(f.fileno())
+    for _, old in list_checkpoints(out_dir)[:-keep] if keep > 0 else []:
+        shutil.rmtree(old, ignore_errors=True)
+    return target
+
+
+def _json_default(o):
+    if isinstance(o, (np.floating, np.integer)):
+        return o.item()
+    raise TypeError(f"not JSON serializable: {type(o).__name__}")
+
+
+def restore_checkpoint(model, path) -> dict:
+    """Load a checkpoint written by :func:`save_checkpoint` into a compiled ``model``.
+
+    Returns:
+        The checkpoint's state dict (``epoch``, ``seed``, ``history``, ...).
+
+    Raises:
+        InputError: the checkpoint does not match the model (variable count or shapes).
+    """
+    path = os.fspath(path)
+    with open(os.path.join(path, "state.json"), encoding="utf-8") as f:
+        state = json.load(f)
+    variables = model.variables
+    shapes = [list(v.shape) for v in variables]
+    if shapes != state["variable_shapes"]:
+        raise InputError(path, f"checkpoint holds {len(state['variable_shapes'])} variables "
+                               f"that do not match the model's {len(shapes)} (another model or "
+                               f"configuration?)")
+    with np.load(os.path.join(path, "variables.npz")) as data:
+        for i, v in enumerate(variables):
+            v.assign(data[f"v{i}"])
+    opt = _ensure_optimizer_built(model)
+    with np.load(os.path.join(path, "optimizer.npz")) as data:
+        store = {k[1:]: data[k] for k in data.files}
+    if len(store) != len(opt.variables):
+        raise InputError(path, f"checkpoint holds {len(store)} optimizer variables, the "
+                               f"model's optimizer has {len(opt.variables)} (another optimizer, "
+                               f"or different trainable layers?)")
+    for i, v in enumerate(opt.variables):
+        if tuple(v.shape) != tuple(store[str(i)].shape):
+            raise InputError(path, f"optimizer variable {i} has shape {store[str(i)].shape}, "
+                                   f"expected {tuple(v.shape)}")
+        v.assign(store[str(i)])
+    return state
+
+
+class ProgressBar(keras.callbacks.Callback):
+    """Per-epoch tqdm bar (``tfneuro.utils.progress``) showing ``epoch e/E`` and the loss.
+
+    Args:
+        epochs: total epochs of the run (shown as ``e/E``).
+    """
+
+    def __init__(self, epochs: int):
+        super().__init__()
+        self.epochs = epochs
+        self._bar = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._bar = progress(total=self.params.get("steps"), desc=f"epoch {epoch + 1}/"
+                             f"{self.epochs}", unit="batch")
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self._bar is not None:
+            self._bar.update(1)
+            if logs and "loss" in logs:
+                self._bar.set_postfix(loss=f"{float(logs['loss']):.4f}", refresh=False)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self._bar is not None:
+            if logs:
+                self._bar.set_postfix({k: f"{float(v):.4f}" for k, v in logs.items()
+                                       if np.ndim(v) == 0}, refresh=False)
+            self._bar.close()
+            self._bar = None
+
+
+def _trim_csv(path, start_epoch: int):
+    """Drop CSV rows of epochs >= start_epoch (written before a crash, not checkpointed)."""
+    if not os.path.isfile(path):
+        return
+    import pandas as pd
+
+    try:
+        table = pd.read_csv(path)
+    except Exception:  # empty or unreadable log: start it again
+        os.unlink(path)
+        return
+    if "epoch" in table.columns:
+        table = table[table["epoch"] < start_epoch]
+        with atomic_path(path) as tmp:
+            table.to_csv(tmp, index=False)
+
+
+def fit(model, train_ds, val_ds=None, *, epochs: int, out_dir, resume: bool = False,
+        seed: int | None = None, steps_per_epoch: int | None = None,
+        validation_steps: int | None = None, callbacks=(), keep_checkpoints: int = 2,
+        tensorboard: bool = True, csv_log: bool = True, progress_bar: bool = True,
+        strategy=None, class_weight=None):
+    """Train ``model`` epoch by epoch with a checkpoint after every epoch.
+
+    Args:
+        model: a compiled Keras model (compile it in ``strategy.scope()`` when distributing).
+        train_ds: a dataset/iterable for ``model.fit``, or a callable ``train_ds(epoch)``
+            returning the dataset of that epoch (needed for bit-exact resumption; see the
+            module docstring and :func:`epoch_seed`).
+        val_ds: validation data (or callable of the epoch), or ``None``.
+        epochs: total number of epochs (including those already done when resuming).
+        out_dir: run directory for checkpoints and logs.
+        resume: continue from the last complete checkpoint in ``out_dir`` (from scratch if
+            there is none). Without ``resume``, an ``out_dir`` that already holds
+            checkpoints is refused, so no run is overwritten by accident.
+        seed: the run's seed; the global seeds are reset to ``epoch_seed(seed, e)`` before each
+            epoch ``e``. ``None`` leaves the random state alone.
+        steps_per_epoch: batches per epoch (``None`` = one pass over ``train_ds``).
+        validation_steps: validation batches (``None`` = one pass).
+        callbacks: extra Keras callbacks (called within each epoch's ``model.fit``; their
+            ``on_train_begin``/``on_train_end`` run once per epoch).
+        keep_checkpoints: how many epoch checkpoints to keep.
+        tensorboard: write ``out_dir/tensorboard``.
+        csv_log: write ``out_dir/training_log.csv`` (appended across resumptions).
+        progress_bar: show a tqdm bar per epoch (silenced by ``TFNEURO_PROGRESS=0``).
+        strategy: the ``tf.distribute`` strategy; on a non-chief worker nothing is written.
+        class_weight: passed to ``model.fit``.
+
+    Returns:
+        ``pandas.DataFrame`` with one row per epoch (``epoch`` and the logged metrics),
+        including epochs restored from the checkpoint.
+    """
+    import pandas as pd
+
+    from tfneuro.training.runtime import is_chief
+
+    if int(epochs) != epochs or epochs < 1:
+        raise InputError("--epochs", f"must be a positive integer, got {epochs!r}")
+    _optimizer(model)
+    out_dir = os.fspath(out_dir)
+    chief = is_chief(strategy)
+    existing = latest_checkpoint(out_dir)
+    if existing and not resume:
+        raise InputError(out_dir, "already holds checkpoints of a run; pass --resume to "
+                                  "continue it or choose another output directory")
+    start, history = 0, []
+    if resume and existing:
+        state = restore_checkpoint(model, existing)
+        if state.get("seed") != seed:
+            raise InputError("--seed", f"the run in {out_dir} used seed {state.get('seed')}, "
+                                       f"not {seed}; resume with the same seed")
+        start, history = int(state["epoch"]), list(state.get("history", []))
+    if chief:
+        os.makedirs(out_dir, exist_ok=True)
+    csv_path = os.path.join(out_dir, "training_log.csv")
+    if chief and csv_log:
+        if start == 0 and os.path.exists(csv_path):
+            os.unlink(csv_path)
+        _trim_csv(csv_path, start)
+
+    cbs = list(callbacks)
+    if chief and csv_log:
+        cbs.append(keras.callbacks.CSVLogger(csv_path, append=True))
+    if chief and tensorboard:
+        cbs.append(keras.callbacks.TensorBoard(os.path.join(out_dir, "tensorboard"),
+                                               write_graph=False))
+    if progress_bar:
+        cbs.append(ProgressBar(epochs))
+
+    for epoch in range(start, int(epochs)):
+        if seed is not None:
+            keras.utils.set_random_seed(epoch_seed(seed, epoch))
+        ds = train_ds(epoch) if callable(train_ds) else train_ds
+        vds = val_ds(epoch) if callable(val_ds) else val_ds
+        hist = model.fit(ds, validation_data=vds, epochs=epoch + 1, initial_epoch=epoch,
+                         steps_per_epoch=steps_per_epoch, validation_steps=validation_steps,
+                         callbacks=cbs, verbose=0, class_weight=class_weight)
+        row = {"epoch": epoch}
+        for key, values in hist.history.items():
+            if values:
+                row[key] = float(np.asarray(values[-1]))
+        history.append(row)
+        if chief:
+            save_checkpoint(model, out_dir, epoch + 1, seed=seed, history=history,
+                            keep=keep_checkpoints)
+    return pd.DataFrame(history)
