@@ -1,0 +1,310 @@
+"""Whole-volume prediction with 2D / 2.5D slice models, and view aggregation.
+
+A volume is a numpy array ``[X, Y, Z, C]`` (channels last) on the conformed RAS grid
+(:func:`tfneuro.io.conform`). Views and axes:
+
+=========  ====  ==============================
+view       axis  slice ``n`` is
+=========  ====  ==============================
+sagittal   0     ``volume[n, :, :, :]``  (Y, Z)
+coronal    1     ``volume[:, n, :, :]``  (X, Z)
+axial      2     ``volume[:, :, n, :]``  (X, Y)
+=========  ====  ==============================
+
+i.e. a slice is ``np.take(volume, n, axis)`` with the remaining axes in their original order
+(no transposition or flip); slice models must be trained on slices taken the same way.
+
+Input kinds (``input_kind``; default: two model inputs -> ``"two_arm"``, else the registry's
+``ModelSpec.input_kind`` when ``model.name`` is registered, else ``"channels"``):
+
+* ``"channels"``: the slice's C channels are the model input ``[B, H, W, C]``.
+* ``"two_arm"``: InfiNet (paper 003) / double-arm U-Net: channel 0 feeds the first input (T1),
+  channel 1 the second (T2); C must be 2.
+* ``"rgb_slices"``: paper 004 section 3: the input for slice ``n`` is slices ``n-1, n, n+1``
+  of a single-channel volume as R, G, B, "if the slice n-1 or n+1 is out of the MR volume, an
+  image with constant 0 is used instead". Built on the fly per batch. (The volume should
+  already be histogram-equalised; the per-channel mean is subtracted inside the model.)
+
+Performance: slices are predicted in batches of contiguous slice ranges through
+``model.predict_on_batch`` (Keras' compiled predict function: one trace, no per-slice Python,
+XLA when the model was compiled with ``jit_compile=True``); each batch is one contiguous copy
+of the input and the result is written (or accumulated) straight into the output volume.
+Slices outside the bounding box of the volume's nonzero voxels (``skip_empty=True``) are not
+computed: their probabilities are background = 1.
+
+Back to the input space: the probabilities are on the conformed grid; with the
+``ConformRecord`` returned by :func:`tfneuro.io.conform`, use
+``tfneuro.io.deconform(probs, record, order=1)`` for probabilities (linear) and
+``tfneuro.io.deconform(labels, record, order=0)`` for labels (nearest); both give exactly the
+original image's shape and affine.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tfneuro.errors import InputError
+
+__all__ = ["VIEW_AXES", "predict_slices", "predict_volume_views", "nonzero_slice_range",
+           "rgb_slice_stack", "resolve_input_kind"]
+
+#: RAS conformed grid: view name -> slicing axis.
+VIEW_AXES = {"sagittal": 0, "coronal": 1, "axial": 2}
+
+#: FastSurfer's view weights (axial 0.4, coronal 0.4, sagittal 0.2).
+FASTSURFER_WEIGHTS = {"axial": 0.4, "coronal": 0.4, "sagittal": 0.2}
+
+_KINDS = ("channels", "two_arm", "rgb_slices")
+
+
+def resolve_input_kind(model, input_kind=None) -> str:
+    """How ``model`` is fed: ``input_kind`` if given, else inferred (module docstring)."""
+    if input_kind is not None:
+        if input_kind not in _KINDS:
+            raise InputError("input_kind", f"must be one of {_KINDS}, got {input_kind!r}")
+        return input_kind
+    if len(getattr(model, "inputs", None) or []) == 2:
+        return "two_arm"
+    from tfneuro.models import registry
+
+    if getattr(model, "name", None) in registry.list_models():
+        kind = registry.spec(model.name).input_kind
+        if kind in _KINDS:
+            return kind
+    return "channels"
+
+
+def _check_volume(volume, name="volume"):
+    vol = np.asarray(volume)
+    if vol.ndim == 3:
+        vol = vol[..., None]
+    if vol.ndim != 4:
+        raise InputError(name, f"must be [X, Y, Z] or [X, Y, Z, C], got shape {vol.shape}")
+    vol = vol.astype(np.float32, copy=False)
+    if not np.all(np.isfinite(vol)):
+        raise InputError(name, "contains NaN or Inf")
+    return vol
+
+
+def _check_axis(axis):
+    if isinstance(axis, str):
+        if axis not in VIEW_AXES:
+            raise InputError("axis", f"must be 0, 1, 2 or one of {sorted(VIEW_AXES)}, got {axis!r}")
+        return VIEW_AXES[axis]
+    if not isinstance(axis, (int, np.integer)) or not -3 <= axis < 3:
+        raise InputError("axis", f"must be 0, 1, 2 or one of {sorted(VIEW_AXES)}, got {axis!r}")
+    return int(axis) % 3
+
+
+def nonzero_slice_range(volume, axis) -> tuple[int, int]:
+    """``[start, stop)`` of the slices along ``axis`` that hold a nonzero voxel (any channel).
+
+    Args:
+        volume: ``[X, Y, Z]`` or ``[X, Y, Z, C]`` array.
+        axis: 0, 1 or 2.
+
+    Returns:
+        ``(start, stop)``; ``(0, 0)`` for an all-zero volume.
+    """
+    vol = np.asarray(volume)
+    nz = vol != 0
+    if nz.ndim == 4:
+        nz = nz.any(axis=3)
+    other = tuple(a for a in range(3) if a != axis)
+    hit = np.flatnonzero(nz.any(axis=other))
+    if hit.size == 0:
+        return 0, 0
+    return int(hit[0]), int(hit[-1]) + 1
+
+
+def rgb_slice_stack(moved, start, stop):
+    """Paper-004 3-slice stacks for slices ``start..stop-1`` of a slice-first volume.
+
+    Args:
+        moved: ``[N, H, W]`` or ``[N, H, W, 1]`` single-channel volume, slices first.
+        start, stop: slice range.
+
+    Returns:
+        ``[stop-start, H, W, 3]`` float32 with channels (n-1, n, n+1), zeros outside the volume.
+    """
+    if moved.ndim == 4:
+        moved = moved[..., 0]
+    n = moved.shape[0]
+    out = np.zeros((stop - start,) + moved.shape[1:] + (3,), dtype=np.float32)
+    for c, shift in enumerate((-1, 0, 1)):
+        lo, hi = max(start + shift, 0), min(stop + shift, n)
+        if hi > lo:
+            out[lo - start - shift:hi - start - shift, ..., c] = moved[lo:hi]
+    return out
+
+
+def _batch_input(moved, start, stop, kind):
+    if kind == "rgb_slices":
+        return rgb_slice_stack(moved, start, stop)
+    batch = np.ascontiguousarray(moved[start:stop])
+    if kind == "two_arm":
+        return [np.ascontiguousarray(batch[..., 0:1]), np.ascontiguousarray(batch[..., 1:2])]
+    return batch
+
+
+def _check_kind_channels(kind, channels, model):
+    if kind == "two_arm" and channels != 2:
+        raise InputError("volume", f"a two-arm model needs 2 channels (T1, T2), got {channels}")
+    if kind == "rgb_slices" and channels != 1:
+        raise InputError("volume", f"an rgb_slices model needs a 1-channel volume, got {channels}")
+    if kind == "channels":
+        want = model.inputs[0].shape[-1] if getattr(model, "inputs", None) else None
+        if want is not None and want != channels:
+            raise InputError("volume", f"model {model.name!r} expects {want} channels, got {channels}")
+
+
+def _slice_range(vol, axis, skip_empty):
+    return nonzero_slice_range(vol, axis) if skip_empty else (0, vol.shape[axis])
+
+
+def _iter_slice_batches(model, vol, axis, batch_size, kind, start, stop):
+    """Yield ``(lo, hi, probs [hi-lo, H, W, K])`` for slices ``start..stop-1`` along ``axis``."""
+    moved = np.moveaxis(vol, axis, 0)  # a view
+    for lo in range(start, stop, batch_size):
+        hi = min(lo + batch_size, stop)
+        out = model.predict_on_batch(_batch_input(moved, lo, hi, kind))
+        if isinstance(out, (list, tuple)):  # deep-supervision style models: full resolution first
+            out = out[0]
+        yield lo, hi, np.asarray(out)
+
+
+def _check_batch_size(batch_size):
+    if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise InputError("batch_size", f"must be a positive int, got {batch_size!r}")
+    return int(batch_size)
+
+
+def predict_slices(model, volume, axis, *, batch_size: int = 16, input_kind: str | None = None,
+                   skip_empty: bool = True, num_classes: int | None = None,
+                   out: np.ndarray | None = None, weight: float = 1.0) -> np.ndarray:
+    """Slice-wise prediction of a whole volume along one axis.
+
+    Args:
+        model: a Keras slice model returning softmax probabilities ``[B, H, W, K]``.
+        volume: ``[X, Y, Z, C]`` (or ``[X, Y, Z]``) float array on the conformed grid.
+        axis: 0/1/2 or ``"sagittal"``/``"coronal"``/``"axial"`` (module docstring).
+        batch_size: slices per model call.
+        input_kind: ``"channels"``, ``"two_arm"``, ``"rgb_slices"`` or None (inferred).
+        skip_empty: do not compute slices outside the nonzero bounding box along ``axis``;
+            those get background probability 1.
+        num_classes: K; default from ``model.outputs``.
+        out: optional float32 ``[X, Y, Z, K]`` array to ACCUMULATE into (``out += weight *
+            probs``), for in-place view aggregation; when None a new array is returned.
+        weight: multiplier for the accumulated probabilities.
+
+    Returns:
+        ``[X, Y, Z, K]`` float32 probabilities (``out`` itself when given).
+    """
+    vol = _check_volume(volume)
+    axis = _check_axis(axis)
+    batch_size = _check_batch_size(batch_size)
+    kind = resolve_input_kind(model, input_kind)
+    _check_kind_channels(kind, vol.shape[-1], model)
+    if num_classes is None:
+        num_classes = model.outputs[0].shape[-1]
+    shape = vol.shape[:3] + (num_classes,)
+    if out is None:
+        out = np.zeros(shape, dtype=np.float32)
+    elif out.shape != shape:
+        raise InputError("out", f"must have shape {shape}, got {out.shape}")
+    out_m = np.moveaxis(out, axis, 0)
+    start, stop = _slice_range(vol, axis, skip_empty)
+    # background outside the predicted slab
+    out_m[:start, ..., 0] += weight
+    out_m[stop:, ..., 0] += weight
+    for lo, hi, probs in _iter_slice_batches(model, vol, axis, batch_size, kind, start, stop):
+        if probs.shape[1:] != out_m.shape[1:]:
+            raise InputError("model", f"output slice shape {probs.shape[1:]} does not match "
+                                      f"the volume's {out_m.shape[1:]}")
+        if weight == 1.0:
+            out_m[lo:hi] += probs
+        else:
+            out_m[lo:hi] += np.float32(weight) * probs
+    return out
+
+
+def predict_volume_views(models: dict, volume, *, weights: dict | None = None,
+                         return_uncertainty: bool = False, batch_size: int = 16,
+                         input_kind: str | dict | None = None, skip_empty: bool = True):
+    """View aggregation: weighted mean of per-view probability volumes.
+
+    InfiNet (paper 003, section 2.2): "the generated volume-level probability maps are
+    aggregated through averaging"; FastSurfer weights views 0.4/0.4/0.2 (axial, coronal,
+    sagittal; :data:`FASTSURFER_WEIGHTS`). Probabilities are accumulated in place into ONE
+    ``[X, Y, Z, K]`` array (memory: that volume plus one batch; with ``return_uncertainty``
+    also one uint8 label volume per view).
+
+    Uncertainty (``return_uncertainty=True``): per voxel, the weighted fraction of views whose
+    own argmax label differs from the aggregated argmax label,
+    ``u = sum_v w_v [argmax p_v != argmax p]`` in [0, 1] (0: all views agree with the result).
+
+    Args:
+        models: ``{"axial"|"coronal"|"sagittal": model}`` (one to three views).
+        volume: ``[X, Y, Z, C]`` float array on the conformed grid.
+        weights: ``{view: weight}``; default equal weights. Normalised to sum to 1, so the
+            result is a probability map.
+        return_uncertainty: also return the disagreement map.
+        batch_size: slices per model call.
+        input_kind: None (inferred per model), one kind, or ``{view: kind}``.
+        skip_empty: skip slices outside the volume's nonzero bounding box.
+
+    Returns:
+        ``probs`` float32 ``[X, Y, Z, K]``, or ``(probs, uncertainty float32 [X, Y, Z])``.
+    """
+    if not isinstance(models, dict) or not models:
+        raise InputError("models", "must be a non-empty dict {view name: model}")
+    bad = [v for v in models if v not in VIEW_AXES]
+    if bad:
+        raise InputError("models", f"unknown view(s) {bad}; use {sorted(VIEW_AXES)}")
+    if weights is None:
+        weights = {v: 1.0 for v in models}
+    missing = [v for v in models if v not in weights]
+    if missing or any(float(weights[v]) < 0 for v in models):
+        raise InputError("weights", f"need a non-negative weight for every view in {sorted(models)}")
+    total = float(sum(float(weights[v]) for v in models))
+    if total <= 0:
+        raise InputError("weights", "weights sum to 0")
+    vol = _check_volume(volume)
+    batch_size = _check_batch_size(batch_size)
+    kinds = {v: resolve_input_kind(m, input_kind.get(v) if isinstance(input_kind, dict) else input_kind)
+             for v, m in models.items()}
+    nclasses = {v: m.outputs[0].shape[-1] for v, m in models.items()}
+    if len(set(nclasses.values())) != 1:
+        raise InputError("models", f"views disagree on the number of classes: {nclasses}")
+    for v, m in models.items():
+        _check_kind_channels(kinds[v], vol.shape[-1], m)
+    k = next(iter(nclasses.values()))
+    probs = np.zeros(vol.shape[:3] + (k,), dtype=np.float32)
+    view_labels = {}
+    for view, model in models.items():
+        w = float(weights[view]) / total
+        if return_uncertainty:
+            # this view's labels need its own argmax; predict batch by batch
+            axis = VIEW_AXES[view]
+            lab = np.zeros(vol.shape[:3], dtype=np.uint8 if k < 256 else np.int32)
+            lab_m = np.moveaxis(lab, axis, 0)
+            out_m = np.moveaxis(probs, axis, 0)
+            start, stop = _slice_range(vol, axis, skip_empty)
+            out_m[:start, ..., 0] += w
+            out_m[stop:, ..., 0] += w
+            for lo, hi, p in _iter_slice_batches(model, vol, axis, batch_size, kinds[view],
+                                                 start, stop):
+                out_m[lo:hi] += np.float32(w) * p
+                lab_m[lo:hi] = np.argmax(p, axis=-1)
+            view_labels[view] = (lab, w)
+        else:
+            predict_slices(model, vol, VIEW_AXES[view], batch_size=batch_size,
+                           input_kind=kinds[view], skip_empty=skip_empty, num_classes=k,
+                           out=probs, weight=w)
+    if not return_uncertainty:
+        return probs
+    agg = np.argmax(probs, axis=-1)
+    unc = np.zeros(vol.shape[:3], dtype=np.float32)
+    for lab, w in view_labels.values():
+        unc += np.float32(w) * (lab != agg)
+    return probs, unc
