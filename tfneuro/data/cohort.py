@@ -183,7 +183,7 @@ def _check_file(path, column, deep):
     if not os.path.isfile(path):
         raise InputError(path, "file not found")
     if deep:
-        from tfneuro.io.nifti import load_volume
+        from tfneuro.io import load_volume
 
         load_volume(path, kind="label" if column in ("label", "mask", "skull") else "image")
         return

@@ -1,0 +1,240 @@
+"""Shared volume loading for the tf.data pipelines (TensorFlow-only code: tf.data).
+
+Each subject is decoded ONCE per epoch by one ``tf.py_function`` call that returns the
+whole volume ``x [X,Y,Z,C]`` float32, ``y [X,Y,Z]`` int32, ``w [X,Y,Z]`` float32; slices or
+patches are cut from it by a second (cheap, numpy) ``py_function`` and ``unbatch``-ed.
+Shapes and dtypes are declared after every ``py_function`` with ``tf.ensure_shape``.
+With ``cache=True`` the decoded volumes are kept in memory (``Dataset.cache()``) and the
+files are read only during the first epoch.
+
+Volumes are expected on one working grid per subject (T1, T2, label and weights with the
+same shape); conform them first (``tfneuro.io.conform``) or pass ``pad_to``/``multiple``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tfneuro.data.augment import pad_to_shape
+from tfneuro.data.cohort import as_cohort, select_split
+from tfneuro.errors import InputError
+
+NORMALIZERS = ("zscore", "minmax", "histeq", None)
+AXES = {"sagittal": 0, "coronal": 1, "axial": 2}
+
+
+def axis_index(axis) -> int:
+    """Array axis of a view on a RAS volume: sagittal 0 (x), coronal 1 (y), axial 2 (z)."""
+    if isinstance(axis, (int, np.integer)) and int(axis) in (0, 1, 2):
+        return int(axis)
+    if axis not in AXES:
+        raise InputError("axis", f"{axis!r}: use one of {list(AXES)} or 0/1/2")
+    return AXES[axis]
+
+
+def normalize_volume(data: np.ndarray, method) -> np.ndarray:
+    """Normalise one modality with :mod:`tfneuro.io.normalize` (``None``: unchanged)."""
+    from tfneuro.io import normalize
+
+    if method is None:
+        return data.astype(np.float32)
+    if method == "zscore":
+        return normalize.zscore(data).astype(np.float32)
+    if method == "minmax":
+        return normalize.minmax(data).astype(np.float32)
+    if method == "histeq":
+        return normalize.histogram_equalize(data).astype(np.float32)
+    raise InputError("normalize", f"{method!r}: use one of {list(NORMALIZERS)}")
+
+
+def load_subject(row: dict, modalities=("t1",), label="label", weights=None, scheme=None,
+                 normalize="zscore"):
+    """Load one cohort row into arrays (numpy; the function the pipelines call per volume).
+
+    Args:
+        row: a cohort row as a dict (absolute paths).
+        modalities: cohort columns stacked as channels (e.g. ``("t1", "t2")``).
+        label: label column, or ``None`` (then ``y`` is all zeros).
+        weights: ``None`` (all ones), a column holding weight-map paths, or a callable
+            ``weights(row, y) -> array`` with y's shape (e.g. a label budget).
+        scheme: label scheme name: raw file values are remapped to class ids with
+            ``tfneuro.io.get_scheme(scheme).remap``; ``None`` keeps the stored values.
+        normalize: "zscore", "minmax", "histeq" or None, per modality.
+
+    Returns:
+        ``(x [X,Y,Z,C] float32, y [X,Y,Z] int32, w [X,Y,Z] float32)``.
+    """
+    from tfneuro.io import get_scheme, load_volume
+
+    chans = []
+    for m in modalities:
+        path = row.get(m, "")
+        if not path:
+            raise InputError(f"subject {row.get('subject')}", f"no {m} image")
+        data = np.asanyarray(load_volume(path).dataobj).astype(np.float32)
+        chans.append(normalize_volume(data, normalize))
+    shape = chans[0].shape
+    for m, c in zip(modalities, chans):
+        if c.shape != shape:
+            raise InputError(row.get(m), f"shape {c.shape} differs from {modalities[0]} {shape}")
+    x = np.stack(chans, axis=-1)
+    if label:
+        path = row.get(label, "")
+        if not path:
+            raise InputError(f"subject {row.get('subject')}", f"no {label} file")
+        raw = np.asanyarray(load_volume(path, kind="label").dataobj)
+        y = (get_scheme(scheme).remap(raw, source=path) if scheme
+             else np.rint(raw)).astype(np.int32)
+        if y.shape != shape:
+            raise InputError(path, f"label shape {y.shape} differs from the image {shape}")
+    else:
+        y = np.zeros(shape, np.int32)
+    if weights is None:
+        w = np.ones(shape, np.float32)
+    elif callable(weights):
+        w = np.asarray(weights(row, y), np.float32)
+    else:
+        w = np.asanyarray(load_volume(row[weights]).dataobj).astype(np.float32) \
+            if row.get(weights) else np.ones(shape, np.float32)
+    if w.shape != shape:
+        raise InputError(f"subject {row.get('subject')}", f"weight shape {w.shape} != {shape}")
+    return x, y, w
+
+
+def fit_shape(x, y, w, pad_to=None, multiple=None):
+    """Centre pad (and, for ``pad_to``, centre crop) the volume to ``pad_to``, then zero-pad
+    each spatial axis up to a multiple of ``multiple``."""
+    if pad_to is not None:
+        target = tuple(int(t) for t in pad_to)
+        x, y, w = (pad_to_shape(a, target) for a in (x, y, w))
+        start = [(s - t) // 2 for s, t in zip(y.shape, target)]
+        sl = tuple(slice(a, a + t) for a, t in zip(start, target))
+        x, y, w = x[sl], y[sl], w[sl]
+    if multiple:
+        target = tuple(-(-s // int(multiple)) * int(multiple) for s in y.shape)
+        x, y, w = (pad_to_shape(a, target) for a in (x, y, w))
+    return x, y, w
+
+
+def prepare_rows(cohort, split=None, modalities=("t1",), label="label") -> list[dict]:
+    """Validated cohort rows as dicts (one split if given); checks the columns exist."""
+    df = select_split(cohort, split) if split is not None else as_cohort(cohort)
+    if df.empty:
+        raise InputError(df.attrs.get("source", "cohort"), f"no subjects (split={split!r})")
+    for c in list(modalities) + ([label] if label else []):
+        if c not in df.columns:
+            raise InputError(df.attrs.get("source", "cohort"), f"no column {c!r}")
+    if len(set(modalities)) != len(modalities) or not modalities:
+        raise InputError("modalities", f"{modalities}: give distinct cohort columns")
+    return df.to_dict("records")
+
+
+def decoded_volumes(rows, *, modalities, label, weights, scheme, normalize, pad_to, multiple,
+                    shuffle, seed, cache, num_parallel_calls):
+    """tf.data.Dataset of decoded volumes ``(x, y, w)``, one py_function call per subject.
+
+    Shuffling is of whole subjects: before decoding without cache, after the cache with it
+    (so the cached epoch is replayed in a new order).
+    """
+    import tensorflow as tf
+
+    from tfneuro.data import pipeline as _self  # looked up at call time (tests count calls)
+
+    n = len(rows)
+    c = len(modalities)
+    known = tuple(int(s) for s in pad_to) if pad_to is not None else (None, None, None)
+
+    def _load(i):
+        x, y, w = _self.load_subject(rows[int(i)], modalities, label, weights, scheme,
+                                     normalize)
+        return fit_shape(x, y, w, pad_to, multiple)
+
+    def load(i):
+        x, y, w = tf.py_function(_load, [i], [tf.float32, tf.int32, tf.float32])
+        return (tf.ensure_shape(x, known + (c,)), tf.ensure_shape(y, known),
+                tf.ensure_shape(w, known))
+
+    ds = tf.data.Dataset.range(n)
+    if shuffle and not cache:
+        ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
+    ds = ds.map(load, num_parallel_calls=num_parallel_calls, deterministic=seed is not None)
+    if cache:
+        ds = ds.cache() if cache is True else ds.cache(str(cache))
+        if shuffle:
+            ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
+    return ds
+
+
+def with_seeds(ds, seed):
+    """Zip each element with an int64 seed that changes every epoch (reproducible from seed)."""
+    import tensorflow as tf
+
+    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+    return tf.data.Dataset.zip((ds, seeds))
+
+
+def finish(ds, *, has_weights, two_arm, batch_size, shuffle, shuffle_buffer, seed, prefetch,
+           drop_remainder=False):
+    """Drop w when unused, split x into (t1, t2) arms, shuffle, batch, prefetch."""
+    import tensorflow as tf
+
+    if shuffle and shuffle_buffer and shuffle_buffer > 1:
+        ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    if batch_size:
+        spec = ds.element_spec
+        if all(s.shape.is_fully_defined() for s in spec):
+            ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+        else:
+            ds = ds.padded_batch(batch_size, drop_remainder=drop_remainder)
+
+    def arrange(x, y, w):
+        if two_arm:
+            x = (x[..., : x.shape[-1] // 2], x[..., x.shape[-1] // 2:])
+        return (x, y, w) if has_weights else (x, y)
+
+    ds = ds.map(arrange, num_parallel_calls=tf.data.AUTOTUNE)
+    if prefetch:
+        ds = ds.prefetch(tf.data.AUTOTUNE)
+    return ds
+
+
+def volume_dataset(cohort, *, modalities=("t1",), label="label", weights=None, scheme=None,
+                   normalize="zscore", pad_to=None, multiple=None, two_arm=False, split=None,
+                   batch_size=None, cache=False, num_parallel_calls=None, prefetch=True):
+    """Whole volumes for evaluation, in cohort order (no shuffling, no augmentation).
+
+    TensorFlow-only (tf.data). Elements: ``(x [X,Y,Z,C], y [X,Y,Z])`` or with ``weights``
+    ``(x, y, w)``; ``two_arm=True`` (two modalities) gives ``x = (t1 [..,1], t2 [..,1])``.
+
+    Args:
+        cohort: DataFrame or CSV path.
+        modalities: cohort columns stacked as channels.
+        label: label column (``None``: y is zeros).
+        weights: see :func:`load_subject`.
+        scheme: label scheme name for remapping raw label values.
+        normalize: "zscore", "minmax", "histeq" or None.
+        pad_to: fixed spatial shape (centre pad/crop), else sizes vary per subject.
+        multiple: zero-pad each axis to a multiple of this.
+        two_arm: split the two modalities into a tuple (InfiNet).
+        split: only rows of this split (or list of splits).
+        batch_size: batch (padded_batch when shapes vary); ``None`` for unbatched.
+        cache: keep decoded volumes in memory (True) or in a cache file (a path).
+        num_parallel_calls: parallel decoding (default AUTOTUNE).
+        prefetch: prefetch with AUTOTUNE.
+    """
+    import tensorflow as tf
+
+    modalities = tuple(modalities)
+    _check_two_arm(two_arm, modalities)
+    rows = prepare_rows(cohort, split, modalities, label)
+    ds = decoded_volumes(rows, modalities=modalities, label=label, weights=weights,
+                         scheme=scheme, normalize=normalize, pad_to=pad_to, multiple=multiple,
+                         shuffle=False, seed=0, cache=cache,
+                         num_parallel_calls=num_parallel_calls or tf.data.AUTOTUNE)
+    return finish(ds, has_weights=weights is not None, two_arm=two_arm, batch_size=batch_size,
+                  shuffle=False, shuffle_buffer=0, seed=0, prefetch=prefetch)
+
+
+def _check_two_arm(two_arm, modalities):
+    if two_arm and len(modalities) != 2:
+        raise InputError("two_arm", f"needs exactly two modalities (t1, t2), got {modalities}")
