@@ -7,3 +7,28 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TFNEURO_PROGRESS", "0")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+
+
+# --- Synthetic cohort fixtures (helper DATA; reused by other test files) ---------------------
+import pytest  # noqa: E402
+
+SYNTH_AGES = (1.0, 4.0, 9.0, 18.0)
+
+
+@pytest.fixture(scope="session")
+def synth_cohort_csv(tmp_path_factory):
+    """Path of a 4-subject synthetic cohort CSV (3 mm, ages 1/4/9/18 months, volumes <= 64^3;
+    columns subject,t1,t2,label(tissue4),age_months,split(train x2,val,test),mask,skull,seed)."""
+    from tfneuro.data.synth import make_cohort
+
+    out = tmp_path_factory.mktemp("synth_cohort")
+    make_cohort(out, 4, ages=SYNTH_AGES, spacing=3.0, seed=0, show_progress=False)
+    return str(out / "cohort.csv")
+
+
+@pytest.fixture(scope="session")
+def synth_cohort(synth_cohort_csv):
+    """The synthetic cohort as a DataFrame with absolute paths (``attrs['source']`` = CSV)."""
+    from tfneuro.data.cohort import read_cohort
+
+    return read_cohort(synth_cohort_csv)
