@@ -218,8 +218,17 @@ def _resample(data: np.ndarray, matrix: np.ndarray, out_shape, order: int, mode:
     m = np.where(np.abs(m - np.round(m)) < 1e-9, np.round(m), m)
     off = np.where(np.abs(off - np.round(off)) < 1e-9, np.round(off), off)
     out_shape = tuple(int(s) for s in out_shape)
+    in_shape = data.shape[:3]
     channels = data.shape[3:]
-    src = data.reshape(data.shape[:3] + (-1,))
+    src = data.reshape(in_shape + (-1,))
+    # Grid-aligned map (each output axis reads one input axis): transpose the input so the
+    # matrix is diagonal and scipy takes its fast separable path (a 1-D ``matrix``).
+    perm = None
+    if np.count_nonzero(m) == 3 and all(np.count_nonzero(m[:, j]) == 1 for j in range(3)):
+        perm = [int(np.flatnonzero(m[:, j])[0]) for j in range(3)]
+        src = src.transpose(perm + [3])
+        m, off = np.diag(m[perm, :]).copy(), off[perm]
+        in_shape = tuple(in_shape[i] for i in perm)
     out_dtype = data.dtype if order == 0 else np.float32
     if order == 0 and data.dtype == np.bool_:
         src = src.astype(np.uint8)
@@ -232,9 +241,16 @@ def _resample(data: np.ndarray, matrix: np.ndarray, out_shape, order: int, mode:
                                  mode="grid-constant" if (box_mask and order == 0) else mode, cval=0,
                                  prefilter=order > 1)
     if box_mask and order > 0:
-        inside = ndimage.affine_transform(np.ones(data.shape[:3], np.uint8), m, offset=off, output_shape=out_shape,
-                                          order=0, mode="grid-constant", cval=0)
-        out *= inside[..., None].astype(out.dtype)
+        if perm is not None:  # separable: the field of view is a box in output index space
+            inside = np.ones(out_shape, dtype=bool)
+            for j in range(3):
+                coord = m[j] * np.arange(out_shape[j]) + off[j]
+                ok = (coord >= -0.5 - 1e-6) & (coord <= in_shape[j] - 0.5 + 1e-6)
+                inside &= ok.reshape([-1 if k == j else 1 for k in range(3)])
+        else:
+            inside = ndimage.affine_transform(np.ones(in_shape, np.uint8), m, offset=off, output_shape=out_shape,
+                                              order=0, mode="grid-constant", cval=0).astype(bool)
+        out[~inside] = 0
     return out.reshape(out_shape + channels).astype(out_dtype, copy=False)
 
 
