@@ -47,7 +47,8 @@ from tfneuro.utils.atomic import atomic_path
 from tfneuro.utils.progress import progress
 
 __all__ = ["fit", "epoch_seed", "save_checkpoint", "restore_checkpoint", "latest_checkpoint",
-           "list_checkpoints", "ProgressBar"]
+           "list_checkpoints", "ProgressBar", "EpochScalars",
+           "tensorboard_callback"]
 
 _CKPT_RE = re.compile(r"^epoch-(\d{6})$")
 _FORMAT = 1
@@ -213,6 +214,66 @@ class ProgressBar(keras.callbacks.Callback):
             self._bar = None
 
 
+class EpochScalars(keras.callbacks.Callback):
+    """Per-epoch scalars (losses, metrics, learning rate) as TensorBoard event files.
+
+    Written with ``tf.summary.write`` and the ``scalars`` plugin metadata, which needs only
+    TensorFlow: the ``tensorboard`` package (required by ``keras.callbacks.TensorBoard``)
+    is not always installed. Training logs go to ``log_dir/train``, ``val_*`` logs to
+    ``log_dir/validation``, as Keras' TensorBoard callback does.
+
+    Args:
+        log_dir: directory of the event files.
+    """
+
+    def __init__(self, log_dir):
+        super().__init__()
+        self.log_dir = os.fspath(log_dir)
+        self._writers = {}
+
+    def _writer(self, name):
+        import tensorflow as tf
+
+        if name not in self._writers:
+            self._writers[name] = tf.summary.create_file_writer(
+                os.path.join(self.log_dir, name))
+        return self._writers[name]
+
+    def on_epoch_end(self, epoch, logs=None):
+        import tensorflow as tf
+
+        meta = tf.compat.v1.SummaryMetadata(
+            plugin_data=tf.compat.v1.SummaryMetadata.PluginData(plugin_name="scalars"))
+        logs = dict(logs or {})
+        opt = getattr(self.model, "optimizer", None)
+        if opt is not None:
+            logs.setdefault("learning_rate", float(np.asarray(opt.learning_rate)))
+        for key, value in logs.items():
+            if np.ndim(value) != 0:
+                continue
+            split, tag = ("validation", key[4:]) if key.startswith("val_") else ("train", key)
+            with self._writer(split).as_default():
+                tf.summary.write(f"epoch_{tag}", tf.constant(float(value), tf.float32),
+                                 step=epoch, metadata=meta)
+        for w in self._writers.values():
+            w.flush()
+
+    def on_train_end(self, logs=None):
+        for w in self._writers.values():
+            w.close()
+        self._writers = {}
+
+
+def tensorboard_callback(log_dir):
+    """``keras.callbacks.TensorBoard`` when the ``tensorboard`` package is installed, else
+    :class:`EpochScalars` (same directory layout, epoch scalars only)."""
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        return EpochScalars(log_dir)
+    return keras.callbacks.TensorBoard(os.fspath(log_dir), write_graph=False)
+
+
 def _trim_csv(path, start_epoch: int):
     """Drop CSV rows of epochs >= start_epoch (written before a crash, not checkpointed)."""
     if not os.path.isfile(path):
@@ -297,8 +358,7 @@ def fit(model, train_ds, val_ds=None, *, epochs: int, out_dir, resume: bool = Fa
     if chief and csv_log:
         cbs.append(keras.callbacks.CSVLogger(csv_path, append=True))
     if chief and tensorboard:
-        cbs.append(keras.callbacks.TensorBoard(os.path.join(out_dir, "tensorboard"),
-                                               write_graph=False))
+        cbs.append(tensorboard_callback(os.path.join(out_dir, "tensorboard")))
     if progress_bar:
         cbs.append(ProgressBar(epochs))
 
@@ -309,7 +369,7 @@ def fit(model, train_ds, val_ds=None, *, epochs: int, out_dir, resume: bool = Fa
         vds = val_ds(epoch) if callable(val_ds) else val_ds
         hist = model.fit(ds, validation_data=vds, epochs=epoch + 1, initial_epoch=epoch,
                          steps_per_epoch=steps_per_epoch, validation_steps=validation_steps,
-                         callbacks=cbs, verbose=0, class_weight=class_weight)
+                         callbacks=cbs, verbose=0, class_weight=class_weight, shuffle=False)
         row = {"epoch": epoch}
         for key, values in hist.history.items():
             if values:
