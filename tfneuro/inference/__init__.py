@@ -12,6 +12,13 @@ _EXPORTS = {
     # slices.py: 2D / 2.5D models over whole volumes, view aggregation, bbox skipping
     "predict_slices": "slices",
     "predict_volume_views": "slices",
+    "nonzero_slice_range": "slices",
+    "rgb_slice_stack": "slices",
+    "VIEW_AXES": "slices",
+    # postprocess.py: paper-004 slice cleaning, largest component per label, hole filling
+    "clean_slices": "postprocess",
+    "largest_component_per_label": "postprocess",
+    "fill_holes": "postprocess",
     # sliding_window.py: 3D models over whole volumes
     "sliding_window_predict": "sliding_window",
 }
