@@ -53,7 +53,9 @@ import keras
 
 from tfneuro.errors import InputError
 from tfneuro.layers.residual import ResidualBlock3D, UNetDecoderBlock3D
-from tfneuro.models._common import check_input_shape, check_num_classes, check_positive
+from tfneuro.models.unet3d import check_spatial_multiple
+from tfneuro.models._common import (check_input_shape, check_num_classes, check_positive,
+                                    classifier_head)
 
 #: λ of the age MSE term (paper 002 code: Hyperparams ``age_loss_weight = 10e-3``).
 AGE_LOSS_WEIGHT = 0.01
@@ -195,8 +197,7 @@ def _res_unet_network(num_classes, input_shape, base_filters, max_filters, depth
                                norm=norm, activation="leaky_relu", name=f"dec{level}")(
             [x, skips[level]])
         decoded[level] = x
-    outputs = [keras.layers.Conv3D(num_classes, 1, activation="softmax", dtype="float32",
-                                   name="classifier")(decoded[0])]
+    outputs = [classifier_head(decoded[0], num_classes, ndim=3)]  # "classifier" + softmax
     for level in range(1, 1 + num_deep_supervision):
         outputs.append(keras.layers.Conv3D(num_classes, 1, activation="softmax",
                                            dtype="float32", name=f"ds_head{level}")(decoded[level]))
@@ -236,11 +237,7 @@ def res_unet3d(num_classes=10, input_shape=(None, None, None, 2), base_filters=3
     depth = check_positive(depth, "depth", name)
     if depth < 3:
         raise InputError(f"{name}(depth)", f"must be >= 3, got {depth}")
-    multiple = 2 ** (depth - 1)
-    for d in input_shape[:-1]:
-        if d is not None and d % multiple:
-            raise InputError(f"{name}(input_shape)", f"spatial size {d} is not a multiple of "
-                                                     f"{multiple} (2**(depth-1)); pad the input")
+    check_spatial_multiple(input_shape, 2 ** (depth - 1), flag=f"{name}(input_shape)")
     if not deep_supervision:
         n_ds = 0
     elif num_deep_supervision is None:

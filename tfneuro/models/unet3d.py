@@ -30,15 +30,12 @@ import keras
 
 from tfneuro.errors import InputError
 from tfneuro.layers.residual import UNetDecoderBlock3D, UNetEncoderBlock3D
+from tfneuro.models._common import check_input_shape, check_num_classes, classifier_head
 
 
-def check_spatial_multiple(input_shape, multiple, ndim=3, flag="input_shape"):
-    """Raise InputError unless ``input_shape`` has ``ndim`` spatial dims + channels and each
-    known spatial dim is a positive multiple of ``multiple``."""
-    if len(input_shape) != ndim + 1:
-        raise InputError(flag, f"expected {ndim} spatial dims + channels, got {tuple(input_shape)}")
-    if input_shape[-1] is None or int(input_shape[-1]) < 1:
-        raise InputError(flag, f"the channel dimension must be known, got {tuple(input_shape)}")
+def check_spatial_multiple(input_shape, multiple, flag="input_shape"):
+    """Raise InputError unless each known spatial dim of ``input_shape`` (channels last) is a
+    positive multiple of ``multiple`` (the models do not pad internally)."""
     for d in input_shape[:-1]:
         if d is not None and (int(d) < multiple or int(d) % multiple):
             raise InputError(flag, f"spatial size {d} is not a multiple of {multiple} "
@@ -61,11 +58,11 @@ def unet3d(num_classes=2, input_shape=(None, None, None, 1), base_filters=32, de
     Returns:
         A functional ``keras.Model`` mapping ``[B, X, Y, Z, C]`` to softmax ``[B, X, Y, Z, K]``.
     """
-    if int(depth) < 2:
-        raise InputError("depth", f"must be >= 2, got {depth}")
-    if int(num_classes) < 1:
-        raise InputError("num_classes", f"must be >= 1, got {num_classes}")
-    check_spatial_multiple(input_shape, 2 ** (int(depth) - 1))
+    if isinstance(depth, bool) or not isinstance(depth, int) or depth < 2:
+        raise InputError(f"{name}(depth)", f"must be an int >= 2, got {depth!r}")
+    num_classes = check_num_classes(num_classes, name)
+    input_shape = check_input_shape(input_shape, 3, name)
+    check_spatial_multiple(input_shape, 2 ** (int(depth) - 1), flag=f"{name}(input_shape)")
     inputs = keras.Input(shape=tuple(input_shape), name="image")
     x = inputs
     skips = []
@@ -78,6 +75,5 @@ def unet3d(num_classes=2, input_shape=(None, None, None, 1), base_filters=32, de
         # Çiçek: up-conv keeps the channels, then two convs with base*2**(level+1) channels.
         x = UNetDecoderBlock3D(base_filters * 2 ** (level + 1), up_filters=None, norm=norm,
                                activation="relu", name=f"dec{level}")([x, skips[level]])
-    outputs = keras.layers.Conv3D(num_classes, 1, activation="softmax", dtype="float32",
-                                  name="classifier")(x)
+    outputs = classifier_head(x, num_classes, ndim=3)  # 1x1x1 conv "classifier" + softmax
     return keras.Model(inputs, outputs, name=name)
