@@ -1,0 +1,164 @@
+"""Segment NIfTI volumes with an exported SavedModel (or a ``.keras`` model).
+
+One subject:
+
+    python experiments/segment.py --model saved_models/quicknat --input t1.nii.gz \
+        --output labels.nii.gz [--input2 t2.nii.gz] [--probabilities probs.nii.gz] \
+        [--volumes_csv volumes.csv] [--qc_png qc.png]
+
+A cohort (CSV with columns subject, t1, t2, label, age_months, split):
+
+    python experiments/segment.py --model saved_models/quicknat --cohort cohort.csv \
+        --output_dir out/ [--save_probabilities] [--save_qc]
+
+writes ``out/<subject>_labels.nii.gz`` (and ``_probabilities.nii.gz``, ``_qc.png``) and
+``out/volumes.csv`` (mL per label, one row per subject). A subject that fails is skipped and
+listed in a summary at the end; the exit status is then 1.
+
+Pipeline (tfneuro.export.pipeline): load_volume -> conform (the spacing / orientation stored in
+the model) -> segment_volume -> deconform (labels nearest, probabilities linear), so outputs
+have the input's exact shape and affine. ``.keras`` models load with ``safe_mode=True``; a
+model with a Lambda layer is refused unless ``--unsafe``. Bad input: one line naming the file,
+exit 2, no output written.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from absl import flags
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from tfneuro.errors import InputError  # noqa: E402
+from tfneuro.utils import cli  # noqa: E402
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("model", None, "SavedModel directory (from experiments/export.py) or .keras file.")
+flags.DEFINE_string("input", None, "First modality (T1 or T2, as the model was trained).")
+flags.DEFINE_string("input2", None, "Second modality for two-channel models (T2).")
+flags.DEFINE_string("output", None, "Labels NIfTI (class ids) in the input's shape and affine.")
+flags.DEFINE_string("probabilities", None, "Optional 4D NIfTI of class probabilities.")
+flags.DEFINE_string("volumes_csv", None, "Optional CSV: volume in mL per label (with names).")
+flags.DEFINE_string("qc_png", None, "Optional PNG: three orthogonal slices with a label overlay.")
+flags.DEFINE_string("cohort", None, "Batch mode: cohort CSV (columns subject, t1, t2, ...).")
+flags.DEFINE_string("output_dir", None, "Batch mode: directory for per-subject outputs.")
+flags.DEFINE_bool("save_probabilities", False, "Batch mode: also write <subject>_probabilities.nii.gz.")
+flags.DEFINE_bool("save_qc", False, "Batch mode: also write <subject>_qc.png.")
+flags.DEFINE_bool("unsafe", False, "Allow .keras models containing arbitrary Python (Lambda layers).")
+flags.DEFINE_string("label_scheme", "tissue4", ".keras models only: label scheme of the model's classes.")
+flags.DEFINE_float("spacing", 1.0, ".keras models only: conform spacing in mm.")
+flags.DEFINE_string("orientation", "RAS", ".keras models only: conform orientation.")
+flags.DEFINE_string("normalization", None, ".keras models only: zscore | minmax | none (default: "
+                    "zscore, none for histogram-equalised models).")
+
+
+def _segmenter():
+    from tfneuro.export.pipeline import load_segmenter
+
+    if not FLAGS.model:
+        raise InputError("--model", "is required")
+    return load_segmenter(FLAGS.model, unsafe=FLAGS.unsafe, label_scheme=FLAGS.label_scheme,
+                          spacing=FLAGS.spacing, orientation=FLAGS.orientation,
+                          normalization=FLAGS.normalization)
+
+
+def _single():
+    from tfneuro.export import pipeline
+
+    if FLAGS.output_dir:
+        raise InputError("--output_dir", "only with --cohort; use --output for one subject")
+    if not FLAGS.input:
+        raise InputError("--input", "is required (or use --cohort)")
+    if not FLAGS.output:
+        raise InputError("--output", "is required")
+    outputs = {"--output": FLAGS.output, "--probabilities": FLAGS.probabilities,
+               "--volumes_csv": FLAGS.volumes_csv, "--qc_png": FLAGS.qc_png}
+    pipeline.check_output_paths(outputs, [FLAGS.input, FLAGS.input2, FLAGS.model])
+    seg = _segmenter()
+    imgs = pipeline.load_inputs(seg, [FLAGS.input, FLAGS.input2], ["--input", "--input2"])
+    result = pipeline.segment_images(seg, imgs, probabilities=bool(FLAGS.probabilities))
+    written = pipeline.write_outputs(result, output=FLAGS.output, probabilities=FLAGS.probabilities,
+                                     volumes_csv=FLAGS.volumes_csv, qc_png=FLAGS.qc_png,
+                                     title=os.path.basename(FLAGS.input))
+    for w in written:
+        print(f"wrote {w}")
+    return 0
+
+
+def _cohort():
+    import pandas as pd
+
+    from tfneuro.data.cohort import read_cohort
+    from tfneuro.export import pipeline
+    from tfneuro.utils.atomic import atomic_path
+    from tfneuro.utils.progress import progress
+
+    if FLAGS.input or FLAGS.output or FLAGS.probabilities or FLAGS.qc_png:
+        raise InputError("--cohort", "batch mode takes --output_dir (and --save_probabilities, "
+                                     "--save_qc, --volumes_csv), not --input/--output/--probabilities/--qc_png")
+    if not FLAGS.output_dir:
+        raise InputError("--output_dir", "is required with --cohort")
+    df = read_cohort(FLAGS.cohort)
+    out_dir = FLAGS.output_dir
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise InputError("--output_dir", f"{out_dir} exists and is not a directory")
+    seg = _segmenter()
+    mods = list(seg.meta["modalities"])
+    missing = [m for m in mods if m not in df.columns]
+    if missing:
+        raise InputError(FLAGS.cohort, f"the model needs column(s) {missing}")
+    protected = [p for m in mods for p in df[m] if p] + [FLAGS.model, FLAGS.cohort]
+    volumes_csv = FLAGS.volumes_csv or os.path.join(out_dir, "volumes.csv")
+    os.makedirs(out_dir, exist_ok=True)
+    plans = {}
+    for s in df["subject"]:
+        plans[s] = {"--output": os.path.join(out_dir, f"{s}_labels.nii.gz"),
+                    "--probabilities": os.path.join(out_dir, f"{s}_probabilities.nii.gz") if FLAGS.save_probabilities else None,
+                    "--qc_png": os.path.join(out_dir, f"{s}_qc.png") if FLAGS.save_qc else None}
+        pipeline.check_output_paths(plans[s], protected)
+    pipeline.check_output_paths({"--volumes_csv": volumes_csv}, protected)
+    rows, failed = [], []
+    for _, row in progress(list(df.iterrows()), desc="segment", unit="subject"):
+        s = row["subject"]
+        try:
+            paths = [row[m] for m in mods]
+            empty = [m for m, p in zip(mods, paths) if not p]
+            if empty:
+                raise InputError(FLAGS.cohort, f"subject {s}: no {', '.join(empty)} image")
+            imgs = pipeline.load_inputs(seg, paths, mods)
+            result = pipeline.segment_images(seg, imgs, probabilities=FLAGS.save_probabilities)
+            pipeline.write_outputs(result, output=plans[s]["--output"],
+                                   probabilities=plans[s]["--probabilities"],
+                                   qc_png=plans[s]["--qc_png"], title=s)
+            vol = pipeline.label_volumes(result.labels, result.label_names)
+            rows.append({"subject": s, **{f"{n}_ml": v for n, v in zip(vol["name"], vol["volume_ml"])}})
+        except Exception as e:  # noqa: BLE001 - one bad subject must not stop the batch
+            if FLAGS.verbose:
+                import traceback
+
+                traceback.print_exc()
+            failed.append((s, str(e).splitlines()[0] if str(e) else type(e).__name__))
+    if rows:
+        with atomic_path(volumes_csv) as tmp:
+            pd.DataFrame(rows).to_csv(tmp, index=False)
+    print(f"segmented {len(rows)} of {len(df)} subject(s); outputs in {out_dir}")
+    if failed:
+        print(f"{len(failed)} subject(s) failed:", file=sys.stderr)
+        for s, msg in failed:
+            print(f"  {s}: {msg}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise InputError("command line", f"unexpected arguments {argv[1:]}")
+    status = _cohort() if FLAGS.cohort else _single()
+    if status:
+        sys.exit(status)
+
+
+if __name__ == "__main__":
+    cli.run(main)
