@@ -1,0 +1,212 @@
+"""3D sliding-window inference with Gaussian (or constant) blending.
+
+NEC-NET (paper 000 section 2.3.1) predicts "using the sliding window of 96*96*96 on the input
+data"; paper 002's pipeline is MONAI-based and uses MONAI's ``sliding_window_inference``. This
+module follows MONAI / nnU-Net: windows on a regular grid with step ``window * (1 - overlap)``
+(the last window of each axis is shifted back to end at the border), each window's softmax
+output weighted by an importance map (a Gaussian with ``sigma = sigma_scale * window``,
+normalised to max 1, as ``monai.data.utils.compute_importance_map`` and nnU-Net's
+``_get_gaussian``; or constant 1), summed, and divided by the summed weights.
+
+Memory is bounded (never all windows at once): besides the caller's volume, the function holds
+
+    4 * Xp*Yp*Zp * (K + 1)              output accumulator (float32) + weight map (float32)
+  + 4 * B * Wx*Wy*Wz * (C + K)          one batch of input windows and of predictions
+  + 4 * Wx*Wy*Wz                        the importance map
+  + 4 * Xp*Yp*Zp * C                    a padded copy of the input, ONLY if some axis is
+                                        smaller than the window
+
+bytes, where ``(Xp, Yp, Zp)`` = ``max(volume shape, window)`` per axis, K classes, C channels,
+B = ``batch_size``. (The model's own activations on the device come on top.) Example: a
+256^3 volume, K=2, C=2, B=1, 96^3 windows: 4*256^3*3 + 4*96^3*4 + 4*96^3 = 201 MB + 14 MB +
+3.5 MB ≈ 219 MB.
+
+Empty-window skipping (``skip_empty=True``): windows that lie entirely outside the bounding box
+of the nonzero voxels (any channel) are not run (paper 002 also crops to the nonzero bounding
+box). Voxels covered only by skipped windows get background probability 1 (class 0 = 1, other
+classes 0); voxels covered by at least one computed window get the blend of the computed
+windows only.
+
+The model is called with ``model.predict_on_batch`` — Keras' compiled (``tf.function`` / jit)
+predict step, traced once because every batch has the same shape (the last batch is padded with
+empty windows whose predictions are discarded) — not ``model.predict`` per window.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+
+from tfneuro.errors import InputError
+from tfneuro.utils.progress import progress
+
+_BLENDS = ("gaussian", "constant")
+
+
+def importance_map(window, blend="gaussian", sigma_scale=0.125):
+    """Per-voxel window weights (float32, max 1, strictly positive).
+
+    Args:
+        window: window size per axis.
+        blend: "gaussian" (centre-weighted) or "constant" (all ones).
+        sigma_scale: Gaussian sigma as a fraction of the window size per axis (0.125 = 1/8, the
+            nnU-Net and MONAI default).
+    """
+    window = tuple(int(w) for w in window)
+    if blend == "constant":
+        return np.ones(window, dtype=np.float32)
+    imp = np.ones((), dtype=np.float64)
+    for w in window:
+        sigma = max(sigma_scale * w, 1e-6)
+        coord = np.arange(w, dtype=np.float64) - (w - 1) / 2.0
+        imp = np.multiply.outer(imp, np.exp(-0.5 * (coord / sigma) ** 2))
+    imp = (imp / imp.max()).astype(np.float32)
+    if np.any(imp == 0):  # float32 underflow at far corners: keep every voxel weighted
+        imp[imp == 0] = imp[imp > 0].min()
+    return imp
+
+
+def window_starts(size, window, overlap):
+    """Start indices of windows along one axis (MONAI/nnU-Net grid; last window flush)."""
+    if size <= window:
+        return [0]
+    step = max(1, int(window * (1.0 - overlap)))
+    n = int(np.ceil((size - window) / step)) + 1
+    return sorted({min(i * step, size - window) for i in range(n)})
+
+
+def _nonzero_bbox(volume):
+    """(lo, hi) per spatial axis of the nonzero voxels (hi exclusive), or None if all zero."""
+    nz = np.any(volume != 0, axis=-1)
+    lo, hi = [], []
+    for axis in range(3):
+        proj = np.any(nz, axis=tuple(a for a in range(3) if a != axis))
+        idx = np.flatnonzero(proj)
+        if idx.size == 0:
+            return None
+        lo.append(int(idx[0]))
+        hi.append(int(idx[-1]) + 1)
+    return lo, hi
+
+
+def _select_output(pred, output_key):
+    if isinstance(pred, dict):
+        if output_key not in pred:
+            raise InputError("output_key", f"model outputs {sorted(pred)}, not {output_key!r}")
+        pred = pred[output_key]
+    elif isinstance(pred, (list, tuple)):
+        pred = pred[0]
+    return np.asarray(pred, dtype=np.float32)
+
+
+def sliding_window_predict(model, volume, window=(96, 96, 96), overlap=0.5, blend="gaussian",
+                           batch_size=1, skip_empty=True, sigma_scale=0.125,
+                           output_key="segmentation", num_classes=None):
+    """Predict a whole volume with a 3D model by blended sliding windows.
+
+    Args:
+        model: a Keras model mapping ``[B, Wx, Wy, Wz, C]`` to probabilities
+            ``[B, Wx, Wy, Wz, K]`` (a dict output is indexed by ``output_key``; a list output
+            uses its first entry).
+        volume: array ``[X, Y, Z, C]`` (``[X, Y, Z]`` is taken as C=1) on the model's grid.
+        window: window size per axis (96^3 in paper 000). Must suit the model (e.g. multiples
+            of 8 for ``unet3d``).
+        overlap: fraction of overlap between neighbouring windows, in [0, 1).
+        blend: "gaussian" or "constant".
+        batch_size: windows per model call.
+        skip_empty: skip windows entirely outside the nonzero bounding box.
+        sigma_scale: Gaussian sigma as a fraction of the window (0.125).
+        output_key: output to use when the model returns a dict (AgeU-Net).
+        num_classes: K; only needed when every window is skipped and the model's output shape
+            does not tell K.
+
+    Returns:
+        float32 array ``[X, Y, Z, K]``: blended probabilities (see the module docstring for
+        skipped regions).
+    """
+    volume = np.asarray(volume)
+    if volume.ndim == 3:
+        volume = volume[..., None]
+    if volume.ndim != 4:
+        raise InputError("volume", f"expected [X, Y, Z, C], got shape {volume.shape}")
+    if not np.issubdtype(volume.dtype, np.number):
+        raise InputError("volume", f"must be numeric, got dtype {volume.dtype}")
+    try:
+        window = tuple(int(w) for w in window)
+    except TypeError:
+        window = ()
+    if len(window) != 3 or min(window) < 1:
+        raise InputError("window", f"expected 3 positive sizes, got {window!r}")
+    if not 0.0 <= float(overlap) < 1.0:
+        raise InputError("overlap", f"must be in [0, 1), got {overlap!r}")
+    if blend not in _BLENDS:
+        raise InputError("blend", f"must be one of {_BLENDS}, got {blend!r}")
+    if int(batch_size) < 1:
+        raise InputError("batch_size", f"must be >= 1, got {batch_size!r}")
+    if blend == "gaussian" and not float(sigma_scale) > 0:
+        raise InputError("sigma_scale", f"must be > 0, got {sigma_scale!r}")
+    batch_size = int(batch_size)
+
+    shape = volume.shape[:3]
+    channels = volume.shape[3]
+    padded = tuple(max(s, w) for s, w in zip(shape, window))
+    before = tuple((p - s) // 2 for p, s in zip(padded, shape))
+    if padded != shape:
+        pad = [(b, p - s - b) for b, p, s in zip(before, padded, shape)] + [(0, 0)]
+        vol = np.pad(volume, pad, mode="constant")
+    else:
+        vol = volume
+
+    starts = [window_starts(p, w, overlap) for p, w in zip(padded, window)]
+    corners = list(itertools.product(*starts))
+    if skip_empty:
+        bbox = _nonzero_bbox(vol)
+        if bbox is None:
+            corners = []
+        else:
+            lo, hi = bbox
+            corners = [c for c in corners
+                       if all(c[a] < hi[a] and c[a] + window[a] > lo[a] for a in range(3))]
+
+    imp = importance_map(window, blend, sigma_scale)
+    out = weight = None
+    if num_classes is None:
+        try:  # functional models know K statically; subclassed ones may not
+            shape_out = model.output_shape
+            if isinstance(shape_out, tuple) and shape_out and shape_out[-1]:
+                num_classes = int(shape_out[-1])
+        except (AttributeError, ValueError, TypeError):
+            num_classes = None
+
+    batch = np.zeros((batch_size, *window, channels), dtype=np.float32)
+    for i in progress(range(0, len(corners), batch_size), desc="sliding window",
+                      total=-(-len(corners) // batch_size), unit="batch"):
+        chunk = corners[i:i + batch_size]
+        batch[len(chunk):] = 0
+        for j, c in enumerate(chunk):
+            batch[j] = vol[c[0]:c[0] + window[0], c[1]:c[1] + window[1], c[2]:c[2] + window[2]]
+        pred = _select_output(model.predict_on_batch(batch), output_key)
+        if pred.shape[1:4] != window:
+            raise InputError("window", f"the model returned spatial shape {pred.shape[1:4]} for "
+                                       f"window {window}; choose a window the model preserves")
+        if out is None:
+            out = np.zeros((*padded, pred.shape[-1]), dtype=np.float32)
+            weight = np.zeros(padded, dtype=np.float32)
+        for j, c in enumerate(chunk):
+            sl = (slice(c[0], c[0] + window[0]), slice(c[1], c[1] + window[1]),
+                  slice(c[2], c[2] + window[2]))
+            out[sl] += pred[j] * imp[..., None]
+            weight[sl] += imp
+
+    if out is None:  # every window skipped: all background
+        if num_classes is None:
+            raise InputError("num_classes", "every window was empty; pass num_classes")
+        out = np.zeros((*padded, int(num_classes)), dtype=np.float32)
+        weight = np.zeros(padded, dtype=np.float32)
+    covered = weight > 0
+    np.divide(out, weight[..., None], out=out, where=covered[..., None])
+    out[~covered] = 0.0
+    out[~covered, 0] = 1.0
+    crop = tuple(slice(b, b + s) for b, s in zip(before, shape))
+    return out[crop]
