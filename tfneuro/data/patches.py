@@ -135,22 +135,16 @@ def patch_dataset(cohort, *, patch_size=(96, 96, 96), patches_per_volume: int = 
     ds = pipeline.with_seeds(ds, seed)
     c = len(modalities)
 
-    def _cut(x, y, w, s):
-        rng = np.random.default_rng(int(s.numpy()) & 0x7FFFFFFF)
-        x, y, w = bbox_crop(x.numpy(), y.numpy(), w.numpy(), crop_to)
+    def _cut(x, y, w, rng):
+        x, y, w = bbox_crop(x, y, w, crop_to)
         if augment is not None:
             x, y, w = augment(x, y, w, rng=rng)
         return sample_patches(x, y, w, p, int(patches_per_volume), rng, class_balanced,
                               class_probs)
 
-    def cut(vol, s):
-        x, y, w = vol
-        xs, ys, ws = tf.py_function(_cut, [x, y, w, s], [tf.float32, tf.int32, tf.float32])
-        n = int(patches_per_volume)
-        return (tf.ensure_shape(xs, (n,) + p + (c,)), tf.ensure_shape(ys, (n,) + p),
-                tf.ensure_shape(ws, (n,) + p))
-
-    ds = ds.map(cut, num_parallel_calls=npc, deterministic=seed is not None).unbatch()
+    n = int(patches_per_volume)
+    ds = pipeline.cut_volumes(ds, _cut, (n,) + p + (c,), (n,) + p, num_parallel_calls=npc,
+                              seed=seed)
     return pipeline.finish(ds, has_weights=weights is not None, two_arm=two_arm,
                            batch_size=batch_size, shuffle=shuffle,
                            shuffle_buffer=shuffle_buffer, seed=seed, prefetch=prefetch,

@@ -173,6 +173,25 @@ def with_seeds(ds, seed):
     return tf.data.Dataset.zip((ds, seeds))
 
 
+def cut_volumes(ds, fn, x_shape, y_shape, *, num_parallel_calls, seed):
+    """Map each seeded decoded volume ``((x, y, w), seed)`` through the numpy function
+    ``fn(x, y, w, rng) -> (xs [N,...], ys, ws)`` in a ``tf.py_function``, declare the shapes
+    (``x_shape`` / ``y_shape`` with a leading N) and ``unbatch`` into single elements."""
+    import tensorflow as tf
+
+    def _np(x, y, w, s):
+        rng = np.random.default_rng(int(s.numpy()) & 0x7FFFFFFF)
+        return fn(x.numpy(), y.numpy(), w.numpy(), rng)
+
+    def cut(vol, s):
+        xs, ys, ws = tf.py_function(_np, [*vol, s], [tf.float32, tf.int32, tf.float32])
+        return (tf.ensure_shape(xs, x_shape), tf.ensure_shape(ys, y_shape),
+                tf.ensure_shape(ws, y_shape))
+
+    return ds.map(cut, num_parallel_calls=num_parallel_calls,
+                  deterministic=seed is not None).unbatch()
+
+
 def finish(ds, *, has_weights, two_arm, batch_size, shuffle, shuffle_buffer, seed, prefetch,
            drop_remainder=False):
     """Drop w when unused, split x into (t1, t2) arms, shuffle, batch, prefetch."""

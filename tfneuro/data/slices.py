@@ -112,10 +112,9 @@ def slice_dataset(cohort, *, axis="axial", modalities=("t1",), label="label", we
     else:
         hw = (None, None)
 
-    def _cut(x, y, w, s):
-        x, y, w = x.numpy(), y.numpy(), w.numpy()
+    def _cut(x, y, w, rng):
         if augment is not None:
-            x, y, w = augment(x, y, w, rng=np.random.default_rng(int(s.numpy()) & 0x7FFFFFFF))
+            x, y, w = augment(x, y, w, rng=rng)
             x, y, w = fit_shape(x, y, w, pad_to, multiple)
         xs = volume_to_slices(x, a, stack)
         ys = label_slices(y, a).astype(np.int32)
@@ -127,13 +126,8 @@ def slice_dataset(cohort, *, axis="axial", modalities=("t1",), label="label", we
             xs, ys, ws = xs[keep], ys[keep], ws[keep]
         return xs, ys, ws
 
-    def cut(vol, s):
-        x, y, w = vol
-        xs, ys, ws = tf.py_function(_cut, [x, y, w, s], [tf.float32, tf.int32, tf.float32])
-        return (tf.ensure_shape(xs, (None,) + hw + (c,)), tf.ensure_shape(ys, (None,) + hw),
-                tf.ensure_shape(ws, (None,) + hw))
-
-    ds = ds.map(cut, num_parallel_calls=npc, deterministic=seed is not None).unbatch()
+    ds = pipeline.cut_volumes(ds, _cut, (None,) + hw + (c,), (None,) + hw,
+                              num_parallel_calls=npc, seed=seed)
     return pipeline.finish(ds, has_weights=weights is not None, two_arm=two_arm,
                            batch_size=batch_size, shuffle=shuffle,
                            shuffle_buffer=shuffle_buffer, seed=seed, prefetch=prefetch,
