@@ -76,8 +76,10 @@ def _single():
     outputs = {"--output": FLAGS.output, "--probabilities": FLAGS.probabilities,
                "--volumes_csv": FLAGS.volumes_csv, "--qc_png": FLAGS.qc_png}
     pipeline.check_output_paths(outputs, [FLAGS.input, FLAGS.input2, FLAGS.model])
+    paths, names = [FLAGS.input, FLAGS.input2], ["--input", "--input2"]
+    imgs = pipeline.load_images(paths, names)  # validate inputs before the (slow) model load
     seg = _segmenter()
-    imgs = pipeline.load_inputs(seg, [FLAGS.input, FLAGS.input2], ["--input", "--input2"])
+    pipeline.check_modalities(seg, paths, names)
     result = pipeline.segment_images(seg, imgs, probabilities=bool(FLAGS.probabilities))
     written = pipeline.write_outputs(result, output=FLAGS.output, probabilities=FLAGS.probabilities,
                                      volumes_csv=FLAGS.volumes_csv, qc_png=FLAGS.qc_png,

@@ -24,7 +24,7 @@ from tfneuro.errors import InputError
 from tfneuro.utils.atomic import atomic_path
 
 __all__ = ["Segmenter", "load_segmenter", "SegmentationResult", "segment_images",
-           "label_volumes", "write_outputs", "check_output_paths", "qc_figure"]
+           "label_volumes", "write_outputs", "load_images", "check_modalities", "load_inputs", "check_output_paths", "qc_figure"]
 
 
 @dataclasses.dataclass
@@ -139,22 +139,38 @@ class SegmentationResult:
     label_names: list
 
 
-def load_inputs(segmenter: Segmenter, paths: list, names: list):
-    """Load and check the input modalities (count, grid). Returns nibabel images."""
+def load_images(paths: list, names: list) -> list:
+    """Load and validate the given input images (``None`` entries skipped); same grid.
+
+    Args:
+        paths: image paths (first modality first); ``None`` / ``""`` for not given.
+        names: the flag (or column) of each path, for error messages.
+    """
     from tfneuro.io import check_same_grid, load_volume
 
+    given = [p for p in paths if p]
+    imgs = [load_volume(p) for p in given]
+    for p, img in zip(given[1:], imgs[1:]):
+        check_same_grid(img, imgs[0], p, given[0])
+    return imgs
+
+
+def check_modalities(segmenter: Segmenter, paths: list, names: list) -> None:
+    """Raise InputError naming the flag when the number of inputs differs from the model's."""
     meta = segmenter.meta
     want = int(meta["num_channels"])
-    given = [(p, n) for p, n in zip(paths, names) if p]
+    given = [n for p, n in zip(paths, names) if p]
     if len(given) != want:
         mods = ", ".join(meta.get("modalities", []))
-        flag = names[1] if len(given) < want else names[len(given) - 1]
+        flag = names[min(len(given), want, len(names) - 1)] if len(given) < want else given[want]
         raise InputError(flag, f"model {meta['model_name']!r} takes {want} modality(ies) ({mods}), "
                                f"got {len(given)}")
-    imgs = [load_volume(p) for p, _ in given]
-    for (p, _), img in zip(given[1:], imgs[1:]):
-        check_same_grid(img, imgs[0], p, given[0][0])
-    return imgs
+
+
+def load_inputs(segmenter: Segmenter, paths: list, names: list) -> list:
+    """:func:`check_modalities`, then :func:`load_images`."""
+    check_modalities(segmenter, paths, names)
+    return load_images(paths, names)
 
 
 def segment_images(segmenter: Segmenter, imgs: list, *, probabilities: bool = False) -> SegmentationResult:
