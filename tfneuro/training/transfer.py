@@ -8,7 +8,9 @@ Block naming convention (models from helpers MODELS2D and MODELS3D follow it):
 * ``classifier``: the final layer that maps features to class scores.
 
 A layer belongs to block ``B`` when its name is ``B`` or starts with ``B_`` or ``B/`` (so
-``encoder_1_pool`` is in ``encoder_1`` but ``encoder_10`` is not). Freezing acts on the
+``encoder_1_pool`` is in ``encoder_1`` but ``encoder_10`` is not). The 0-based short names
+``enc<k>`` / ``dec<k>`` (used by ``res_unet3d``) are read as ``encoder_<k+1>`` /
+``decoder_<k+1>``. Freezing acts on the
 model's top-level layers; a nested model whose own name is not a block name is searched
 recursively. Layers in no block (inputs, padding/cropping, deep-supervision side heads, an
 age head) are frozen by the partial strategies and trainable in ``full``.
@@ -52,16 +54,25 @@ __all__ = ["STRATEGIES", "block_of", "blocks_for_strategy", "apply_strategy",
 STRATEGIES = ("none", "shallow", "medium", "deep", "full", "scratch", "two_stage")
 _DEPTH = {"shallow": 1, "medium": 2, "deep": 4}
 _BLOCK_RE = re.compile(r"^(encoder_\d+|decoder_\d+|bottleneck|classifier)(?:[_/].*)?$")
+# 0-based short names used by tfneuro.models.res_unet3d ("enc0" = encoder_1, "dec0" = decoder_1)
+_SHORT_RE = re.compile(r"^(enc|dec)(\d+)(?:[_/].*)?$")
 
 
 def block_of(layer_name: str) -> str | None:
-    """The block a layer name belongs to (``"encoder_3"``, ``"bottleneck"``, ...), or ``None``."""
+    """The block a layer name belongs to (``"encoder_3"``, ``"bottleneck"``, ...), or ``None``.
+
+    ``enc<k>`` / ``dec<k>`` (0-based, as in ``res_unet3d``) map to ``encoder_<k+1>`` /
+    ``decoder_<k+1>``.
+    """
     m = _BLOCK_RE.match(layer_name)
-    if not m:
-        return None
-    block = m.group(1)
-    # "encoder_1_2" is in encoder_1; "encoder_12" is its own block (regex is greedy on digits)
-    return block
+    if m:
+        # "encoder_1_pool" is in encoder_1; "encoder_12" is its own block (greedy digits)
+        return m.group(1)
+    m = _SHORT_RE.match(layer_name)
+    if m:
+        kind = "encoder" if m.group(1) == "enc" else "decoder"
+        return f"{kind}_{int(m.group(2)) + 1}"
+    return None
 
 
 def _walk(model):
