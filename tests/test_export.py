@@ -236,6 +236,7 @@ def test_sliding_window_matches_inference(vol3d):
     out = loaded.signatures["segment_volume"](volume=tf.constant(vol))
     vn = normalize.zscore(vol[..., 0])[..., None]
     ref = sw.sliding_window_predict(model, vn, window=(16, 16, 16), overlap=0.5, skip_empty=False)
+    np.testing.assert_allclose(out["probabilities"].numpy(), ref, atol=1e-5)
     np.testing.assert_array_equal(out["labels"].numpy(), np.asarray(ref).argmax(-1))
 
 
