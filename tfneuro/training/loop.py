@@ -34,6 +34,7 @@ everything that determines epoch ``e`` is either restored or a function of ``(se
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -362,20 +363,65 @@ def fit(model, train_ds, val_ds=None, *, epochs: int, out_dir, resume: bool = Fa
     if progress_bar:
         cbs.append(ProgressBar(epochs))
 
-    for epoch in range(start, int(epochs)):
-        if seed is not None:
-            keras.utils.set_random_seed(epoch_seed(seed, epoch))
-        ds = train_ds(epoch) if callable(train_ds) else train_ds
-        vds = val_ds(epoch) if callable(val_ds) else val_ds
-        hist = model.fit(ds, validation_data=vds, epochs=epoch + 1, initial_epoch=epoch,
-                         steps_per_epoch=steps_per_epoch, validation_steps=validation_steps,
-                         callbacks=cbs, verbose=0, class_weight=class_weight, shuffle=False)
-        row = {"epoch": epoch}
-        for key, values in hist.history.items():
-            if values:
-                row[key] = float(np.asarray(values[-1]))
-        history.append(row)
-        if chief:
-            save_checkpoint(model, out_dir, epoch + 1, seed=seed, history=history,
-                            keep=keep_checkpoints)
+    with _multi_worker_fit(model):
+        for epoch in range(start, int(epochs)):
+            if seed is not None:
+                keras.utils.set_random_seed(epoch_seed(seed, epoch))
+            ds = train_ds(epoch) if callable(train_ds) else train_ds
+            vds = val_ds(epoch) if callable(val_ds) else val_ds
+            hist = model.fit(ds, validation_data=vds, epochs=epoch + 1, initial_epoch=epoch,
+                             steps_per_epoch=steps_per_epoch, validation_steps=validation_steps,
+                             callbacks=cbs, verbose=0, class_weight=class_weight, shuffle=False)
+            row = {"epoch": epoch}
+            for key, values in hist.history.items():
+                if values:
+                    row[key] = float(np.asarray(values[-1]))
+            history.append(row)
+            if chief:
+                save_checkpoint(model, out_dir, epoch + 1, seed=seed, history=history,
+                                keep=keep_checkpoints)
     return pd.DataFrame(history)
+
+
+@contextlib.contextmanager
+def _multi_worker_fit(model):
+    """Work around Keras 3's ``fit`` under ``MultiWorkerMirroredStrategy`` (keras-team/keras
+    #20585, open), which fails twice:
+
+    1. ``_maybe_symbolic_build`` eagerly reduces the first distributed input batch ("Attempt
+       to convert a value (PerReplica...)"). We clear the model's stored strategy during
+       ``fit`` and enter the strategy's scope instead: Keras then takes the strategy from the
+       scope (``tf.distribute.get_strategy()``), distributes the dataset and runs each step
+       with ``strategy.run`` as usual, and builds at trace time.
+    2. The per-step logs are reduced across workers with ``strategy.reduce("MEAN", v,
+       axis=0)``, which rejects scalars. We wrap ``train_step``/``test_step`` so scalar logs
+       have shape ``[1]``; the reduction then averages them over all replicas (global means).
+
+    Gradients are all-reduced by the Keras optimizer as usual. Other strategies are left
+    alone.
+    """
+    import tensorflow as tf
+
+    strategy = getattr(model, "_distribute_strategy", None)
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        yield
+        return
+
+    def vectorize(step):
+        def wrapped(data):
+            logs = step(data)
+            return {k: (tf.reshape(v, [1]) if tf.is_tensor(v) and v.shape.rank == 0 else v)
+                    for k, v in logs.items()}
+        return wrapped
+
+    model._distribute_strategy = None
+    model.train_step = vectorize(type(model).train_step.__get__(model))
+    model.test_step = vectorize(type(model).test_step.__get__(model))
+    model.train_function = model.test_function = None
+    try:
+        with strategy.scope():
+            yield
+    finally:
+        del model.train_step, model.test_step
+        model.train_function = model.test_function = None
+        model._distribute_strategy = strategy
