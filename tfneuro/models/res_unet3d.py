@@ -122,6 +122,12 @@ class DeepSupervisionModel(keras.Model):
         self._user_loss_weights = kwargs.get("loss_weights")
         return super().compile(*args, **kwargs)
 
+    def get_compile_config(self):
+        return super().get_compile_config()
+
+    def compile_from_config(self, config):
+        return super().compile_from_config(config)
+
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         seg = y_pred["segmentation"] if isinstance(y_pred, dict) else y_pred
         if not _is_list(seg) and not self.has_age:
