@@ -256,3 +256,6 @@ def postprocess(labels, spacing=1.0, axis: int = 2, *, slice_cleaning: bool = Tr
     if holes:
         out = fill_holes(out, background=background)
     return out
+
+
+from tfneuro.inference.bridging import bridge_gaps  # noqa: E402,F401  (paper 000 eq. 1; MODELS3D)
