@@ -7,6 +7,7 @@ the documented results for empty structures.
 
 from tfneuro.metrics.keras_metrics import MeanDice
 from tfneuro.metrics.overlap import confusion_matrix, dice_score, precision_score
+from tfneuro.metrics.report import evaluation_table, summarize_table  # noqa: F401
 from tfneuro.metrics.surface import (
     boundary,
     directed_distances,
