@@ -111,6 +111,16 @@ def test_quicknat_block_names_cover_all_weights():
     assert not model.get_layer("bottleneck").trainable_weights
 
 
+@pytest.mark.parametrize("key", ["quicknat", "infinet", "unet2d_1", "unet2d_2"])
+def test_weighted_layers_belong_to_transfer_blocks(tiny_models, key):
+    from tfneuro.training.transfer import block_of
+
+    model = tiny_models[key]
+    blocks = {layer.name: block_of(layer.name) for layer in model.layers if layer.weights}
+    assert None not in blocks.values(), blocks
+    assert {"encoder_1", "bottleneck", "decoder_1", "classifier"} <= set(blocks.values())
+
+
 def _conv(k, cin, cout):
     return k * k * cin * cout + cout
 

@@ -26,8 +26,11 @@ Skips: the encoder feature maps "with similar spatial dimension" are the encoder
 outputs before pooling (level ``i`` skip = encoder ``i`` output, the size of the level-``i``
 unpooling result).
 
-Layer names: ``t1_encoder_{i}``/``t2_encoder_{i}`` (conv, BN as ``..._conv``, ``..._bn``),
-``t1_pool_{i}``, ``bottleneck_*``, ``decoder_{2,1}_*``, ``classifier``, ``softmax``.
+Layer names follow the block convention of ``tfneuro.training.transfer`` (a layer is in block
+``B`` when its name starts with ``B_``): ``encoder_{i}_t1_conv``/``encoder_{i}_t1_bn`` (and
+``_t2_``; both arms of level ``i`` form block ``encoder_i``), ``pool_{i}_t1``,
+``bottleneck_*`` (level ``depth``), ``decoder_{i}_*`` for ``i = depth-1 .. 1``,
+``classifier``, ``softmax``.
 
 Parameter count: paper 003 (section 4) reports 0.74 M trainable parameters. This build at the
 paper's settings (64 maps, 1-channel T1 and T2, 4 classes) has 508,292 trainable parameters
@@ -101,9 +104,9 @@ def infinet(num_classes: int = 4, input_shape=(None, None, 1), filters: int = 64
     pooled = {}
     for arm, x in zip(ARMS, inputs):
         for i in range(1, depth + 1):
-            x = _conv_relu_bn(x, filters, kernel_size, f"{arm}_encoder_{i}")
+            x = _conv_relu_bn(x, filters, kernel_size, f"encoder_{i}_{arm}")
             skip = x
-            x, idx = MaxPoolingWithArgmax2D(2, impl=pool_impl, name=f"{arm}_pool_{i}")(x)
+            x, idx = MaxPoolingWithArgmax2D(2, impl=pool_impl, name=f"pool_{i}_{arm}")(x)
             skips[arm].append((skip, idx))
         pooled[arm] = x
 

@@ -22,8 +22,10 @@ input size, as every tfneuro segmentation model), optional batch normalisation
 back, so any size works. Paper 003 trained these baselines with median-frequency balanced
 cross-entropy (``tfneuro.losses.WeightedCrossEntropy``).
 
-Layer names: ``{arm}_enc{i}_conv{1,2}`` (arm ``t1``/``t2``, or ``enc`` for one arm),
-``bottom_conv{1,2}``, ``dec{i}_up``, ``dec{i}_conv{1,2}``, ``classifier``, ``softmax``.
+Layer names follow the block convention of ``tfneuro.training.transfer`` (a layer is in block
+``B`` when its name starts with ``B_``): ``encoder_{i}_conv{1,2}`` (two arms:
+``encoder_{i}_t1_conv1`` ...), ``pool_{i}``, ``bottleneck_conv{1,2}``, ``decoder_{i}_up``,
+``decoder_{i}_conv{1,2}``, ``classifier``, ``softmax``; ``i = 1`` is full resolution.
 """
 
 from __future__ import annotations
@@ -73,26 +75,26 @@ def unet2d(num_classes: int, input_shape=None, arms: int = 1, filters: int = 64,
     check_positive(filters, "filters", name)
     check_positive(depth, "depth", name)
 
-    arm_names = ("enc",) if arms == 1 else ("t1", "t2")
-    inputs = [keras.Input(shape=input_shape, name="image" if arms == 1 else arm)
-              for arm in arm_names]
+    arm_names = ("image",) if arms == 1 else ("t1", "t2")
+    inputs = [keras.Input(shape=input_shape, name=arm) for arm in arm_names]
     skips = {arm: [] for arm in arm_names}
     bottoms = []
     for arm, inp in zip(arm_names, inputs):
-        x = pad_to_multiple(inp, 2 ** depth, name=f"{arm}_pad")
+        suffix = "" if arms == 1 else f"_{arm}"
+        x = pad_to_multiple(inp, 2 ** depth, name=f"pad{suffix}")
         for i in range(1, depth + 1):
-            x = _double_conv(x, filters * 2 ** (i - 1), f"{arm}_enc{i}" if arms == 2 else f"enc{i}",
-                             batch_norm)
+            x = _double_conv(x, filters * 2 ** (i - 1), f"encoder_{i}{suffix}", batch_norm)
             skips[arm].append(x)
-            x = keras.layers.MaxPooling2D(2, name=f"{arm}_pool{i}" if arms == 2 else f"pool{i}")(x)
+            x = keras.layers.MaxPooling2D(2, name=f"pool_{i}{suffix}")(x)
         bottoms.append(x)
-    x = bottoms[0] if arms == 1 else keras.layers.Concatenate(name="bottom_concat")(bottoms)
-    x = _double_conv(x, filters * 2 ** depth, "bottom", batch_norm)
+    x = bottoms[0] if arms == 1 else keras.layers.Concatenate(name="bottleneck_concat")(bottoms)
+    x = _double_conv(x, filters * 2 ** depth, "bottleneck", batch_norm)
     for i in range(depth, 0, -1):
         f = filters * 2 ** (i - 1)
-        x = keras.layers.Conv2DTranspose(f, 2, strides=2, name=f"dec{i}_up")(x)
-        x = keras.layers.Concatenate(name=f"dec{i}_concat")([x] + [skips[a][i - 1] for a in arm_names])
-        x = _double_conv(x, f, f"dec{i}", batch_norm)
+        x = keras.layers.Conv2DTranspose(f, 2, strides=2, name=f"decoder_{i}_up")(x)
+        x = keras.layers.Concatenate(name=f"decoder_{i}_concat")(
+            [x] + [skips[a][i - 1] for a in arm_names])
+        x = _double_conv(x, f, f"decoder_{i}", batch_norm)
     x = crop_like(x, inputs[0], name="crop")
     outputs = classifier_head(x, num_classes)
     return keras.Model(inputs if arms == 2 else inputs[0], outputs, name=name)
