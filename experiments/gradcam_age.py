@@ -1,0 +1,216 @@
+"""Grad-CAM of NEC-NET's skull-age classifier (paper 000 sections 2.3.2 and 3.2, Table 4,
+Fig. 4): heatmaps per subject, their 95th percentiles, a one-way ANOVA across age groups, and a
+PNG of the mean heatmap per age group.
+
+    python experiments/train_age_classifier.py --out runs/age
+    python experiments/gradcam_age.py --classifier runs/age --out runs/age_gradcam
+
+What it does:
+
+1. loads the classifier (``OUT/model.keras`` of ``train_age_classifier.py``, safe mode) and its
+   ``classifier.json`` (input shape, modality, where the skull masks come from); the cohort is
+   ``--cohort`` or, by default, the one the classifier was trained on;
+2. checks before any work that the chosen subjects (``--split``) have ages, and that at least
+   two age groups have at least two subjects each (the ANOVA needs them);
+3. per subject: the classifier input ``[image, mask, image x mask]``, and the Grad-CAM map
+   (paper 000 eq. 2, ``tfneuro.explain.grad_cam``) of the layer ``last_conv`` -- "the last
+   convolutional layer of the last Res-block" -- for the predicted class (``--class_source``),
+   trilinearly upsampled to the input grid;
+4. "the 95th percentile threshold of the normalized neurocranium heatmaps" with "an ANOVA test
+   ... between different age groups": each map is z-scored over the neurocranium voxels
+   (``--region skull``; ``all`` uses every voxel), its 95th percentile taken, and
+   ``tfneuro.explain.heatmap_statistics`` gives Table 4 (mean ± SD per group, F, p);
+5. writes ``OUT/gradcam_subjects.csv`` (per subject), ``OUT/gradcam_table4.csv`` (Table 4's
+   shape) and ``OUT/gradcam_mean_by_age.png``: per age group (rows) the sagittal, coronal and
+   axial mid-slices of the group's mean image with its mean heatmap overlaid; prints Table 4.
+
+Departures: paper 000 projects heatmaps onto an age-matched template (Fig. 4, volume rendering);
+we average on the classifier's input grid (subjects centre padded, not registered) and show
+orthogonal slices. Groups with fewer than two subjects are listed in the per-subject CSV but
+left out of the ANOVA.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+from absl import flags
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(_HERE))
+sys.path.insert(0, _HERE)
+
+import train_age_classifier as tac  # noqa: E402  (shared helpers; defines no flags on import)
+
+from tfneuro.errors import InputError  # noqa: E402
+from tfneuro.training import experiment as exp  # noqa: E402
+from tfneuro.utils.cli import run  # noqa: E402
+
+FLAGS = flags.FLAGS
+exp.define_experiment_flags(synth_subjects=12, synth_spacing=2.0)
+flags.DEFINE_string("classifier", None, "Output directory of train_age_classifier.py (or its "
+                    "model.keras, with classifier.json beside it).")
+flags.DEFINE_enum("split", "all", ["all", "train", "val", "test"], "Subjects to explain.")
+flags.DEFINE_enum("class_source", "predicted", ["predicted", "true"], "Class whose score is "
+                  "explained: the classifier's prediction (Grad-CAM's usual choice) or the "
+                  "subject's true age group.")
+flags.DEFINE_enum("region", "skull", ["skull", "all"], "Voxels over which each heatmap is "
+                  "normalised and its percentile taken: the neurocranium mask (paper 000: "
+                  "'normalized neurocranium heatmaps') or the whole input grid.")
+flags.DEFINE_enum("normalization", "zscore", ["zscore", "minmax", "max"], "Heatmap "
+                  "normalisation before the percentile (Table 4's values exceed 1: z-score).")
+flags.DEFINE_float("percentile", 95.0, "Percentile of each normalised heatmap (paper 000: 95).",
+                   lower_bound=0.0, upper_bound=100.0)
+flags.DEFINE_string("layer", "last_conv", "Layer whose activations Grad-CAM weights.")
+flags.DEFINE_boolean("unsafe", False, "Allow models with arbitrary Python code (Lambda layers).")
+
+OUTPUTS = ("gradcam_subjects.csv", "gradcam_table4.csv", "gradcam_mean_by_age.png")
+
+
+def _classifier_paths(path):
+    if not path:
+        raise InputError("--classifier", "is required (the output directory of "
+                                         "train_age_classifier.py)")
+    model = os.path.join(path, "model.keras") if os.path.isdir(path) else path
+    info = os.path.join(os.path.dirname(model), "classifier.json")
+    for p in (model, info):
+        if not os.path.isfile(p):
+            raise InputError("--classifier", f"{p}: file not found")
+    try:
+        with open(info, encoding="utf-8") as f:
+            meta = json.load(f)
+        meta["pad_to"] = tac.parse_shape(meta["pad_to"], info)
+        for key in ("modality", "mask_column", "age_groups_months"):
+            meta[key]
+    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        raise InputError(info, f"not a classifier.json of train_age_classifier.py ({e})") from None
+    return model, meta
+
+
+def _check_groups(df, source):
+    groups = [tac.age_group(a) for a in df["age_months"]]
+    counts = {g: groups.count(g) for g in set(groups)}
+    if sum(1 for c in counts.values() if c >= 2) < 2:
+        raise InputError(source, f"the ANOVA needs >= 2 age groups with >= 2 subjects each; "
+                                 f"split '{FLAGS.split}' has subjects per group index {counts}")
+    return groups
+
+
+def _figure(images, heatmaps, labels, path):
+    """Rows: groups; columns: sagittal, coronal, axial mid-slices; image + heatmap overlay."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import numpy as np
+    from matplotlib.figure import Figure
+
+    from tfneuro.utils.atomic import atomic_path
+
+    vmax = max(float(np.percentile(h, 99.5)) for h in heatmaps) or 1.0
+    fig = Figure(figsize=(9, 2.8 * len(images) + 0.6), dpi=100)
+    axes = fig.subplots(len(images), 3, squeeze=False)
+    for r, (img, heat, label) in enumerate(zip(images, heatmaps, labels)):
+        centre = np.array(img.shape) // 2
+        for c, (axis, view) in enumerate(((0, "sagittal"), (1, "coronal"), (2, "axial"))):
+            ax = axes[r, c]
+            ax.imshow(np.take(img, centre[axis], axis=axis).T, cmap="gray", origin="lower")
+            im = ax.imshow(np.take(heat, centre[axis], axis=axis).T, cmap="jet", alpha=0.45,
+                           vmin=0.0, vmax=vmax, origin="lower")
+            ax.set_title(f"{label} - {view}", fontsize=9)
+            ax.axis("off")
+    fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.6, label="mean Grad-CAM")
+    fig.suptitle("Mean Grad-CAM (layer last_conv) per age group", fontsize=10)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+
+
+def main(argv):
+    del argv
+    import numpy as np
+    import pandas as pd
+
+    out = exp.check_out_dir(FLAGS.out, inputs=[FLAGS.cohort] if FLAGS.cohort else [])
+    model_path, meta = _classifier_paths(FLAGS.classifier)
+    if not FLAGS.cohort and meta.get("cohort"):
+        FLAGS.cohort = meta["cohort"]
+    skull_path = meta.get("skull_model")
+    if skull_path and not os.path.isfile(skull_path):
+        raise InputError(os.path.join(os.path.dirname(model_path), "classifier.json"),
+                         f"its skull_model {skull_path} no longer exists")
+    mask_col = None if skull_path else meta["mask_column"]
+    df = exp.load_cohort(FLAGS, out_dir=out, modalities=(meta["modality"],), label=mask_col,
+                         scheme="tissue4" if mask_col else None, require_age=True,
+                         min_subjects=4)
+    source = df.attrs.get("source", "cohort")
+    if FLAGS.split != "all":
+        df = df[df["split"] == FLAGS.split].reset_index(drop=True)
+    groups = _check_groups(df, source)
+    paths = {name: os.path.join(out, name) for name in OUTPUTS}
+    exp.check_outputs(paths, exp.input_files(df) + [model_path])
+
+    from tfneuro.explain import grad_cam, heatmap_statistics
+    from tfneuro.export.pipeline import load_keras_model
+    from tfneuro.utils.progress import progress
+
+    model = load_keras_model(model_path, unsafe=FLAGS.unsafe)
+    try:
+        model.get_layer(FLAGS.layer)
+    except ValueError:
+        raise InputError("--layer", f"model {model_path} has no layer {FLAGS.layer!r}") from None
+    skull_model = tac.load_skull_model(skull_path, FLAGS.unsafe) if skull_path else None
+    age_groups = np.asarray(meta["age_groups_months"])
+    pad_to = meta["pad_to"]
+    rows, maps, images, region_masks = [], [], [], []
+    for row, g in progress(list(zip(df.to_dict("records"), groups)), desc="grad-cam",
+                           unit="subject"):
+        mask = (tac.predicted_mask(skull_model, row, meta["modality"], meta.get("theta", 6.0),
+                                   meta.get("window", 96)) if skull_model is not None else None)
+        x, m = tac.classifier_input(row, meta["modality"], pad_to, mask, meta["mask_column"])
+        probs = np.asarray(model.predict_on_batch(x[None]))[0]
+        pred = int(np.argmax(probs))
+        cls = pred if FLAGS.class_source == "predicted" else g
+        heat = grad_cam(model, x[None], cls, FLAGS.layer)[0]
+        region = m > 0 if FLAGS.region == "skull" else np.ones(m.shape, bool)
+        if not region.any():
+            raise InputError(row.get(meta["mask_column"], row["subject"]),
+                             f"subject {row['subject']}: empty skull mask (use --region all)")
+        maps.append(heat)
+        images.append(x[..., 0])
+        region_masks.append(region)
+        rows.append({"subject": row["subject"], "age_months": row["age_months"],
+                     "age_group_months": int(age_groups[g]),
+                     "predicted_group_months": int(age_groups[pred]),
+                     "explained_group_months": int(age_groups[cls])})
+    per = pd.DataFrame(rows)
+    counts = per["age_group_months"].value_counts()
+    keep = per["age_group_months"].isin(counts[counts >= 2].index).to_numpy()
+    idx = np.flatnonzero(keep)
+    stats_rows, table = heatmap_statistics(
+        [maps[i] for i in idx], [f"{per['age_group_months'][i]}m" for i in idx],
+        q=int(FLAGS.percentile) if float(FLAGS.percentile).is_integer() else FLAGS.percentile,
+        method=FLAGS.normalization, masks=[region_masks[i] for i in idx],
+        group_order=[f"{g}m" for g in age_groups if counts.get(g, 0) >= 2],
+        csv_path=paths["gradcam_table4.csv"])
+    per["heatmap_percentile"] = np.nan
+    per.loc[idx, "heatmap_percentile"] = stats_rows["value"].to_numpy()
+    per["in_anova"] = keep
+    exp.write_results(per, paths["gradcam_subjects.csv"])
+    labels, mean_imgs, mean_maps = [], [], []
+    for g in sorted(per["age_group_months"].unique()):
+        members = np.flatnonzero(per["age_group_months"].to_numpy() == g)
+        labels.append(f"{g} months (n={len(members)})")
+        mean_imgs.append(np.mean([images[i] for i in members], axis=0))
+        mean_maps.append(np.mean([maps[i] for i in members], axis=0))
+    _figure(mean_imgs, mean_maps, labels, paths["gradcam_mean_by_age.png"])
+    print(f"\nGrad-CAM {FLAGS.percentile:g}th percentile by age group ({len(per)} subjects, "
+          f"region {FLAGS.region}, {FLAGS.normalization})")
+    print(table.to_string())
+    for name in OUTPUTS:
+        print(f"{name}: {paths[name]}")
+    print(f"ANOVA p value: {float(table['p value'].iloc[0]):.4g}")
+
+
+if __name__ == "__main__":
+    run(main)

@@ -1,0 +1,252 @@
+"""NEC-NET's skull-age classifier (paper 000 section 2.3.2, Table 3): a 3D ResNet on
+``[image, skull mask, image x mask]``, six age groups, top-1 accuracy on held-out subjects.
+
+    python experiments/train_age_classifier.py --out runs/age                 # synthetic cohort
+    python experiments/train_age_classifier.py --out runs/age --model resnet3d_101
+    python experiments/train_age_classifier.py --out runs/age --cohort c.csv \
+        --skull_model runs/necnet/stage1/model.keras                         # predicted masks
+
+What it does:
+
+1. validates flags, the cohort (image and mask files, ages present) and outputs before work;
+2. maps each subject's ``age_months`` to the nearest of the paper's six groups (12, 18, 24, 36,
+   48, 60 months; a tie goes to the younger group);
+3. builds the classifier input with ``tfneuro.models.resnet3d.make_classifier_input``: the
+   z-scored image, the skull mask and their product ("the raw 3D image data, forecasted skull
+   mask results, and results from multiplying the image by the skull mask elementwise"). The
+   mask is the cohort's ``--mask_column`` (default ``skull``), or -- as in the paper, "forecasted"
+   -- predicted by a NEC-NET model from ``experiments/train_necnet.py`` (``--skull_model``:
+   sliding window + largest component + bridging). Volumes are centre padded/cropped to one
+   shape (``--pad_to``; default the cohort's largest shape rounded up to 16);
+4. trains ``resnet3d_50`` (default; paper 000 Table 3's best), ``_101`` or ``_152`` on the
+   ``train`` split (``val`` for validation accuracy when present) with cross-entropy;
+5. evaluates top-1 accuracy on the ``test`` split and writes ``OUT/results.csv`` (one row per
+   test subject: true and predicted group, correct, class probabilities), ``OUT/model.keras``
+   and ``OUT/classifier.json`` (the preprocessing, read by ``experiments/gradcam_age.py``).
+
+Paper 000 gives no optimiser, epochs or batch size; defaults (flags): Adam 1e-4, 50 epochs,
+batch 2. No augmentation (none described).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+from absl import flags
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from tfneuro.errors import InputError  # noqa: E402
+from tfneuro.training import experiment as exp  # noqa: E402
+from tfneuro.training import flags as tflags  # noqa: E402
+from tfneuro.utils.cli import run  # noqa: E402
+
+MODELS = ("resnet3d_50", "resnet3d_101", "resnet3d_152")
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+    """Flags of this script (defined only when it runs as a program)."""
+    exp.define_experiment_flags(synth_subjects=12, synth_spacing=2.0)
+    tflags.define_training_flags(epochs=50, batch_size=2, learning_rate=1e-4, seed=0)
+    flags.DEFINE_string("model", "resnet3d_50", "Classifier: resnet3d_50 (paper 000's best), "
+                        "resnet3d_101 or resnet3d_152.")
+    flags.DEFINE_string("modality", "t1", "Cohort image column (paper 000: T1).")
+    flags.DEFINE_string("mask_column", "skull", "Cohort column of the skull masks (used "
+                        "unless --skull_model is given).")
+    flags.DEFINE_string("skull_model", None, "A NEC-NET .keras model (train_necnet.py "
+                        "stage 1): predict the skull masks instead of reading --mask_column "
+                        "(paper 000: 'forecasted skull mask results').")
+    flags.DEFINE_boolean("unsafe", False, "Allow a --skull_model with arbitrary Python code "
+                         "(Lambda layers).")
+    flags.DEFINE_float("theta", 6.0, "Bridging threshold θ for predicted masks (see "
+                       "train_necnet.py).", lower_bound=0.0)
+    flags.DEFINE_integer("window", 96, "Sliding window for predicted masks (paper 000: 96).",
+                         lower_bound=8)
+    flags.DEFINE_list("pad_to", None, "Input shape X,Y,Z every volume is centre padded/cropped "
+                      "to (default: the cohort's largest, rounded up to 16).")
+    flags.DEFINE_integer("base_filters", 64, "Bottleneck width of the first ResNet stage (He et "
+                         "al.: 64).", lower_bound=1)
+
+
+# --- helpers shared with gradcam_age.py (plain functions of explicit arguments) --------------
+
+def age_group(age_months) -> int:
+    """Index of the nearest of paper 000's groups (12, 18, 24, 36, 48, 60 months); ties go to
+    the younger group."""
+    import numpy as np
+
+    from tfneuro.models.resnet3d import AGE_GROUPS_MONTHS
+
+    return int(np.argmin(np.abs(np.asarray(AGE_GROUPS_MONTHS, float) - float(age_months))))
+
+
+def parse_shape(values, flag="--pad_to"):
+    """Three positive ints from a flag list."""
+    try:
+        shape = tuple(int(v) for v in values)
+    except (TypeError, ValueError):
+        shape = ()
+    if len(shape) != 3 or min(shape) < 1:
+        raise InputError(flag, f"expected three positive integers X,Y,Z, got {values}")
+    return shape
+
+
+def predicted_mask(model, row, modality, theta, window):
+    """NEC-NET mask of one subject: sliding window, largest component, bridging."""
+    import numpy as np
+
+    from tfneuro.data.pipeline import load_subject
+    from tfneuro.inference import sliding_window_predict
+    from tfneuro.inference.bridging import necnet_postprocess
+
+    x, _, _ = load_subject(row, modalities=(modality,), label=None, normalize="zscore")
+    probs = sliding_window_predict(model, x, window=(window,) * 3)
+    return necnet_postprocess(np.argmax(probs, axis=-1), theta)
+
+
+def classifier_input(row, modality, pad_to, mask=None, mask_column="skull"):
+    """``[image, mask, image*mask]`` of one subject, centre padded/cropped to ``pad_to``.
+
+    Returns:
+        ``(x [X,Y,Z,3] float32, mask [X,Y,Z] float32)`` on the padded grid.
+    """
+    import numpy as np
+
+    from tfneuro.data.pipeline import fit_shape, load_subject
+    from tfneuro.models.resnet3d import make_classifier_input
+
+    x, m, _ = load_subject(row, modalities=(modality,),
+                           label=None if mask is not None else mask_column, normalize="zscore")
+    m = (np.asarray(mask) if mask is not None else m) > 0
+    if m.shape != x.shape[:3]:
+        raise InputError(row.get(mask_column, "mask"), f"mask shape {m.shape} differs from the "
+                                                       f"image {x.shape[:3]}")
+    x = make_classifier_input(x[..., 0], m)
+    x, m, _ = fit_shape(x, m.astype(np.float32), np.zeros(m.shape, np.float32), pad_to)
+    return x, m
+
+
+def load_skull_model(path, unsafe=False):
+    """Load a NEC-NET .keras model and check it takes one channel (a stage-1 model)."""
+    from tfneuro.export.pipeline import load_keras_model
+
+    if not os.path.isfile(path):
+        raise InputError("--skull_model", f"{path}: file not found")
+    model = load_keras_model(path, unsafe=unsafe)
+    shape = model.inputs[0].shape
+    if len(shape) != 5 or int(shape[-1]) != 1 or int(model.outputs[0].shape[-1]) != 2:
+        raise InputError(path, f"is not a NEC-NET stage-1 model (input {tuple(shape)}, needs "
+                               f"[B, X, Y, Z, 1] -> 2 classes)")
+    return model
+
+
+# --- the program -----------------------------------------------------------------------------
+
+def _dataset(rows, masks, pad_to, seed, shuffle):
+    import numpy as np
+    import tensorflow as tf
+
+    def gen():
+        order = np.random.default_rng(seed).permutation(len(rows)) if shuffle else range(len(rows))
+        for i in order:
+            row = rows[i]
+            x, _ = classifier_input(row, FLAGS.modality, pad_to, masks.get(row["subject"]),
+                                    FLAGS.mask_column)
+            yield x, np.int32(age_group(row["age_months"]))
+
+    ds = tf.data.Dataset.from_generator(gen, output_signature=(
+        tf.TensorSpec(tuple(pad_to) + (3,), tf.float32), tf.TensorSpec((), tf.int32)))
+    ds = ds.apply(tf.data.experimental.assert_cardinality(len(rows)))
+    return ds.batch(FLAGS.batch_size).prefetch(2)
+
+
+def main(argv):
+    del argv
+    import numpy as np
+    import pandas as pd
+
+    from tfneuro.models.resnet3d import AGE_GROUPS_MONTHS
+
+    out = exp.check_out_dir(FLAGS.out, inputs=[FLAGS.cohort] if FLAGS.cohort else [])
+    exp.check_model_name(FLAGS.model, modalities=(FLAGS.modality,), tasks=("classification",))
+    if FLAGS.model not in MODELS:
+        raise InputError("--model", f"choose one of {', '.join(MODELS)}")
+    pad_to = parse_shape(FLAGS.pad_to) if FLAGS.pad_to else None
+    if FLAGS.skull_model and not os.path.isfile(FLAGS.skull_model):
+        raise InputError("--skull_model", f"{FLAGS.skull_model}: file not found")
+    config = tflags.config_from_flags()
+    mask_col = None if FLAGS.skull_model else FLAGS.mask_column
+    df = exp.load_cohort(FLAGS, out_dir=out, modalities=(FLAGS.modality,), label=mask_col,
+                         scheme="tissue4" if mask_col else None, require_age=True,
+                         min_subjects=2)
+    source = df.attrs.get("source", "cohort")
+    train, val, test = (df[df["split"] == s].reset_index(drop=True) for s in ("train", "val", "test"))
+    for name, part in (("train", train), ("test", test)):
+        if part.empty:
+            raise InputError(source, f"no subjects with split '{name}'")
+    outputs = {n: os.path.join(out, n) for n in ("results.csv", "model.keras", "classifier.json")}
+    exp.check_outputs(outputs, exp.input_files(df))
+    if pad_to is None:
+        pad_to = exp.cohort_shape(df, FLAGS.modality, multiple=16)
+    skull_model = load_skull_model(FLAGS.skull_model, FLAGS.unsafe) if FLAGS.skull_model else None
+
+    from tfneuro.training import epoch_seed, fit, setup_runtime
+    from tfneuro.utils.progress import progress
+
+    strategy = setup_runtime(config)
+    masks = {}
+    if skull_model is not None:
+        for row in progress(df.to_dict("records"), desc="skull masks", unit="subject"):
+            masks[row["subject"]] = predicted_mask(skull_model, row, FLAGS.modality, FLAGS.theta,
+                                                   FLAGS.window)
+    import keras
+
+    from tfneuro.models import get
+
+    with strategy.scope():
+        model = get(FLAGS.model, num_classes=len(AGE_GROUPS_MONTHS),
+                    input_shape=tuple(pad_to) + (3,), base_filters=FLAGS.base_filters)
+        model.compile(optimizer=keras.optimizers.Adam(FLAGS.learning_rate),
+                      loss=keras.losses.SparseCategoricalCrossentropy(),
+                      metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+                      **config.compile_kwargs())
+    seed = exp.seed_value(FLAGS)
+    train_rows, val_rows = train.to_dict("records"), val.to_dict("records")
+    history = fit(model, lambda e: _dataset(train_rows, masks, pad_to, epoch_seed(seed, e), True),
+                  (lambda e: _dataset(val_rows, masks, pad_to, 0, False)) if val_rows else None,
+                  epochs=FLAGS.epochs, out_dir=os.path.join(out, "train"), resume=FLAGS.resume,
+                  seed=seed, strategy=strategy, tensorboard=FLAGS.tensorboard)
+
+    probs = model.predict(_dataset(test.to_dict("records"), masks, pad_to, 0, False), verbose=0)
+    truth = np.array([age_group(a) for a in test["age_months"]])
+    pred = probs.argmax(axis=1)
+    groups = np.asarray(AGE_GROUPS_MONTHS)
+    table = pd.DataFrame({"subject": test["subject"], "age_months": test["age_months"],
+                          "true_group_months": groups[truth], "predicted_group_months": groups[pred],
+                          "correct": pred == truth})
+    for k, g in enumerate(AGE_GROUPS_MONTHS):
+        table[f"p_{g}m"] = probs[:, k]
+    exp.save_keras_model(model, outputs["model.keras"])
+    from tfneuro.utils.atomic import atomic_write_text
+
+    atomic_write_text(outputs["classifier.json"], json.dumps({
+        "model": FLAGS.model, "cohort": os.path.abspath(source), "modality": FLAGS.modality, "pad_to": list(pad_to),
+        "normalize": "zscore", "age_groups_months": list(AGE_GROUPS_MONTHS),
+        "mask_column": FLAGS.mask_column, "skull_model": (os.path.abspath(FLAGS.skull_model)
+                                                          if FLAGS.skull_model else None),
+        "theta": FLAGS.theta, "window": FLAGS.window, "last_conv": "last_conv",
+        "epochs_trained": int(len(history))}, indent=2))
+    exp.write_results(table, outputs["results.csv"])
+    exp.print_summary(f"{FLAGS.model}: age group of {len(test)} test subject(s)", table,
+                      ["subject", "age_months", "true_group_months", "predicted_group_months",
+                       "correct"])
+    print(f"results: {outputs['results.csv']}")
+    print(f"top-1 accuracy: {float(table['correct'].mean()):.4f}")
+
+
+if __name__ == "__main__":
+    define_flags()
+    run(main)
