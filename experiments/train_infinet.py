@@ -1,0 +1,239 @@
+"""InfiNet (paper 003): two encoder arms (T1, T2), Generalized Dice Loss, one network per view,
+view aggregation, an optional bootstrap ensemble, and the paper's U-Net baselines.
+
+    python experiments/train_infinet.py --out runs/infinet                     # synthetic cohort
+    python experiments/train_infinet.py --out runs/infinet --bootstrap 5       # ensemble
+    python experiments/train_infinet.py --out runs/unet1 --model unet2d --arms 1 --views coronal
+    python experiments/train_infinet.py --out runs/unet2 --model unet2d --arms 2 --views coronal
+
+What it does (paper 003 section 2 and 3):
+
+1. validates flags, the cohort (T1, T2 and labels present, readable, on one grid, label values in
+   ``--label_scheme``) and the outputs before any work;
+2. for each view in ``--views`` (default axial, coronal, sagittal: "three independent networks
+   dedicated to segment along three different principal axes"), trains a network on the 2D
+   slices of the ``train`` subjects (``tfneuro.data.slice_dataset``; InfiNet gets ``(t1, t2)`` as
+   its two arms). InfiNet: Generalized Dice Loss with the class weights "determined by the
+   inverse square of their frequencies in the training data"; U-Net baselines: "median-frequency
+   balanced cross-entropy". Optimiser: recipe ``paper003`` (SGD, momentum 0.95, rate 0.01
+   decreased ten-fold every 10 epochs, batch 8);
+3. ``--bootstrap N``: "we trained ensemble of InfiNets for each view by bootstrapping from the 10
+   training volumes": N networks per view, each on a resample (with replacement) of the training
+   subjects; their probabilities are averaged;
+4. predicts every ``test`` subject per view (``tfneuro.inference.predict_slices``) and aggregates
+   the views by averaging the probability maps ("aggregated through averaging");
+5. writes ``OUT/results.csv`` (per test subject, method = each view and ``aggregated``, per class:
+   Dice, precision; HD95/MSD with ``--distances``), the models ``OUT/<view>[_bNN]/model.keras``,
+   and prints a table shaped like paper 003's Table 1 (mean Dice per class and method).
+
+Paper 003 trains "until convergence"; the default 30 epochs (three learning-rate levels) is the
+recipe's. Intensities are z-scored per volume (the paper does not say). Slices without any label
+are not used for training (``--nodrop_empty`` keeps them).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from absl import flags
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from tfneuro.errors import InputError  # noqa: E402
+from tfneuro.training import experiment as exp  # noqa: E402
+from tfneuro.training import flags as tflags  # noqa: E402
+from tfneuro.utils.cli import run  # noqa: E402
+
+VIEWS = ("axial", "coronal", "sagittal")
+MODELS = ("infinet", "unet2d")
+
+FLAGS = flags.FLAGS
+exp.define_experiment_flags(synth_subjects=10, synth_spacing=2.0)
+tflags.define_training_flags(epochs=30, batch_size=8, learning_rate=0.01, seed=0)
+flags.DEFINE_string("model", "infinet", "infinet (paper 003) or unet2d (its U-Net baselines).")
+flags.DEFINE_integer("arms", 1, "unet2d only: 1 = single arm (modalities stacked as channels), "
+                     "2 = double arm (one encoder per modality).", lower_bound=1, upper_bound=2)
+flags.DEFINE_list("modalities", ["t1", "t2"], "Cohort image columns (paper 003: T1 and T2).")
+flags.DEFINE_list("views", list(VIEWS), "Views to train, one network each; aggregated by "
+                  "averaging.")
+flags.DEFINE_integer("bootstrap", 0, "Train N networks per view on bootstrap resamples of the "
+                     "training subjects and average them (0 = one network on all).",
+                     lower_bound=0)
+flags.DEFINE_integer("filters", 64, "Feature maps per convolution (paper 003: 64; U-Net: 64 at "
+                     "the first level).", lower_bound=1)
+flags.DEFINE_integer("depth", None, "Poolings (default: InfiNet 3, U-Net 4).", lower_bound=1)
+flags.DEFINE_enum("loss", "auto", ["auto", "gdl", "wce"], "auto: GDL for InfiNet, "
+                  "median-frequency weighted cross-entropy for the U-Nets (paper 003).")
+flags.DEFINE_boolean("drop_empty", True, "Train only on slices holding labels.")
+flags.DEFINE_integer("steps_per_epoch", None, "Batches per epoch (default: all slices).",
+                     lower_bound=1)
+flags.DEFINE_boolean("distances", False, "Also compute HD95 and MSD (paper 003 reports Dice).")
+
+
+def _check_flags():
+    bad = [v for v in FLAGS.views if v not in VIEWS]
+    if bad or not FLAGS.views or len(set(FLAGS.views)) != len(FLAGS.views):
+        raise InputError("--views", f"{FLAGS.views}: give distinct views from {list(VIEWS)}")
+    mods = tuple(FLAGS.modalities)
+    if len(set(mods)) != len(mods):
+        raise InputError("--modalities", f"{list(mods)}: repeated column")
+    exp.check_model_name(FLAGS.model, modalities=mods, tasks=("segmentation",))
+    if FLAGS.model not in MODELS:
+        raise InputError("--model", f"{FLAGS.model!r}: choose one of {', '.join(MODELS)}")
+    if FLAGS.model == "unet2d" and FLAGS.arms == 2 and len(mods) != 2:
+        raise InputError("--modalities", f"a double-arm unet2d takes 2 modalities (t1, t2), "
+                                         f"got {len(mods)}")
+    if FLAGS.model == "infinet" and FLAGS.arms != 1:
+        raise InputError("--arms", "applies to unet2d only (InfiNet always has two arms)")
+    return mods
+
+
+def _two_arm():
+    return FLAGS.model == "infinet" or FLAGS.arms == 2
+
+
+def _resample(train, b, seed):
+    """Bootstrap resample b of the training subjects (duplicates renamed ``<id>#k``)."""
+    import numpy as np
+
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 3, b]))
+    pick = train.iloc[rng.integers(0, len(train), len(train))].copy()
+    counts: dict = {}
+    names = []
+    for s in pick["subject"]:
+        counts[s] = counts.get(s, 0) + 1
+        names.append(s if counts[s] == 1 else f"{s}#{counts[s]}")
+    pick["subject"] = names
+    return pick.reset_index(drop=True)
+
+
+def _loss(train, num_classes, scheme):
+    from tfneuro.data.pipeline import load_subject
+    from tfneuro.losses import GeneralizedDiceLoss, WeightedCrossEntropy
+    from tfneuro.losses.cross_entropy import class_frequencies, median_frequency_weights
+    from tfneuro.losses.dice import inverse_square_frequency_weights
+
+    kind = FLAGS.loss if FLAGS.loss != "auto" else ("gdl" if FLAGS.model == "infinet" else "wce")
+    labels = [load_subject(r, modalities=(FLAGS.modalities[0],), scheme=scheme)[1]
+              for r in train.to_dict("records")]
+    if kind == "gdl":
+        freq = class_frequencies(labels, num_classes)
+        return GeneralizedDiceLoss(class_weights=inverse_square_frequency_weights(freq).tolist())
+    return WeightedCrossEntropy(class_weights=median_frequency_weights(labels, num_classes).tolist())
+
+
+def _train_one(name, view, train, pad_to, num_classes, scheme, strategy, config, out):
+    from tfneuro.data import slice_dataset
+    from tfneuro.models import get
+    from tfneuro.training import epoch_seed, fit, make_optimizer
+
+    seed = exp.seed_value(FLAGS)
+    mods = tuple(FLAGS.modalities)
+
+    def train_ds(epoch):
+        return slice_dataset(train, axis=view, modalities=mods, label="label", scheme=scheme,
+                             two_arm=_two_arm(), drop_empty=FLAGS.drop_empty, pad_to=pad_to,
+                             batch_size=FLAGS.batch_size, seed=epoch_seed(seed, epoch))
+
+    steps = FLAGS.steps_per_epoch
+    if steps is None:
+        n = sum(1 for _ in train_ds(0).unbatch())
+        steps = max(1, -(-n // FLAGS.batch_size))
+    kwargs = {"num_classes": num_classes, "filters": FLAGS.filters}
+    if FLAGS.depth:
+        kwargs["depth"] = FLAGS.depth
+    if FLAGS.model == "unet2d":
+        kwargs.update(arms=FLAGS.arms, input_shape=(None, None, 1 if FLAGS.arms == 2 else len(mods)))
+    with strategy.scope():
+        model = get(FLAGS.model, **kwargs)
+        model.compile(optimizer=make_optimizer("paper003", steps_per_epoch=steps,
+                                               epochs=FLAGS.epochs,
+                                               learning_rate=FLAGS.learning_rate),
+                      loss=_loss(train, num_classes, scheme), **config.compile_kwargs())
+    run_dir = os.path.join(out, name)
+    print(f"[{name}] {exp.resume_note(run_dir, FLAGS.resume)}, {steps} steps per epoch")
+    fit(model, train_ds, epochs=FLAGS.epochs, out_dir=run_dir, resume=FLAGS.resume, seed=seed,
+        steps_per_epoch=steps, strategy=strategy, tensorboard=FLAGS.tensorboard)
+    exp.save_keras_model(model, os.path.join(run_dir, "model.keras"))
+    return model
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise InputError("command line", f"unexpected arguments {argv[1:]}")
+    import numpy as np
+    import pandas as pd
+
+    from tfneuro.io.labels import get_scheme
+
+    out = exp.check_out_dir(FLAGS.out, inputs=[FLAGS.cohort] if FLAGS.cohort else [])
+    mods = _check_flags()
+    config = tflags.config_from_flags()
+    df = exp.load_cohort(FLAGS, out_dir=out, modalities=mods, label="label", min_subjects=2)
+    source = df.attrs.get("source", "cohort")
+    train = df[df["split"] == "train"].reset_index(drop=True)
+    test = df[df["split"] == "test"].reset_index(drop=True)
+    for name, part in (("train", train), ("test", test)):
+        if part.empty:
+            raise InputError(source, f"no subjects with split '{name}'")
+    scheme = FLAGS.label_scheme
+    names = list(get_scheme(scheme).names)
+    n_models = max(1, FLAGS.bootstrap)
+    runs = [(v, b) for v in FLAGS.views for b in range(n_models)]
+    run_name = {(v, b): v if not FLAGS.bootstrap else f"{v}_b{b:02d}" for v, b in runs}
+    results_csv = os.path.join(out, "results.csv")
+    exp.check_outputs({"results.csv": results_csv,
+                       **{run_name[r]: os.path.join(out, run_name[r], "model.keras") for r in runs}},
+                      exp.input_files(df))
+
+    from tfneuro.inference import predict_slices
+    from tfneuro.metrics.report import evaluation_table
+    from tfneuro.training import setup_runtime
+    from tfneuro.utils.progress import progress
+
+    strategy = setup_runtime(config)
+    pad_to = exp.cohort_shape(df, mods[0], multiple=16)
+    seed = exp.seed_value(FLAGS)
+    models = {}
+    for view, b in runs:
+        subjects = _resample(train, b, seed) if FLAGS.bootstrap else train
+        models[(view, b)] = _train_one(run_name[(view, b)], view, subjects, pad_to, len(names),
+                                       scheme, strategy, config, out)
+
+    from tfneuro.data.pipeline import load_subject
+
+    tables = []
+    for row in progress(test.to_dict("records"), desc="evaluate", unit="subject"):
+        x, y, _ = load_subject(row, modalities=mods, label="label", scheme=scheme)
+        spacing = exp.spacing_of(row[mods[0]])
+        per_view = {}
+        for view in FLAGS.views:
+            acc = np.zeros(x.shape[:3] + (len(names),), np.float32)
+            for b in range(n_models):  # ensemble: mean of the bootstrap networks
+                predict_slices(models[(view, b)], x, view, out=acc, weight=1.0 / n_models)
+            per_view[view] = acc
+        methods = dict(per_view)
+        if len(per_view) > 1:  # paper 003 section 2.2: views "aggregated through averaging"
+            methods["aggregated"] = np.mean(list(per_view.values()), axis=0)
+        for method, probs in methods.items():
+            t = evaluation_table(y, np.argmax(probs, axis=-1), spacing, subject=row["subject"],
+                                 scheme=scheme, distances=FLAGS.distances)
+            t.insert(1, "method", method)
+            tables.append(t)
+    table = pd.concat(tables, ignore_index=True)
+    table.insert(2, "model", FLAGS.model if FLAGS.model == "infinet" else f"unet2d_{FLAGS.arms}arm")
+    table.insert(3, "ensemble", n_models)
+    exp.write_results(table, results_csv)
+    summary = table.pivot_table(index="method", columns="name", values="dice", aggfunc="mean",
+                                sort=False)
+    summary = summary[[n for n in names if n in summary.columns]].reset_index()
+    exp.print_summary(f"{table['model'][0]} ({n_models} network(s) per view): mean Dice over "
+                      f"{len(test)} test subject(s)", summary)
+    final = "aggregated" if len(FLAGS.views) > 1 else FLAGS.views[0]
+    print(f"results: {results_csv}")
+    print(f"mean Dice ({final}): {table[table['method'] == final]['dice'].mean():.4f}")
+
+
+if __name__ == "__main__":
+    run(main)
