@@ -1,0 +1,232 @@
+"""Paper 004 (Xu, Geraud & Bloch, ICIP 2017): an ImageNet VGG16 FCN with side outputs on
+"3D-like" RGB slices (slices n-1, n, n+1) of a histogram-equalised volume, fine-tuned with SGD,
+slice-wise post-processing, Dice / HD95 / MSD.
+
+    python experiments/train_vgg_fcn.py --out runs/vgg                   # downloads ImageNet VGG16
+    python experiments/train_vgg_fcn.py --out runs/vgg --weights none    # random initialisation
+    python experiments/train_vgg_fcn.py --out runs/vgg --cohort neobrains.csv \
+        --label_scheme neobrains12 --mrbrains_grouping
+
+What it does (paper 004 section 3):
+
+1. validates flags, the ImageNet / local VGG16 weights (``--weights``; a failed download is one
+   error line), the cohort (the ``--modality`` images and labels) and the outputs before work;
+2. "We begin with an histogram equalization of the whole MR volume" (``normalize="histeq"``),
+   and forms per slice the RGB image of slices n-1, n, n+1 with zeros outside the volume
+   (``tfneuro.data.rgb_slice_dataset``), along ``--axis``;
+3. "subtract the mean value for each channel in the training images": the channel mean of the
+   training inputs is computed once and stored IN the model (``vgg_fcn.set_channel_mean``), so
+   the saved ``model.keras`` carries it;
+4. fine-tunes the whole network with "the multinomial logistic loss" (cross-entropy), "data
+   augmentation ... by scaling and rotating", SGD "momentum = 0.99, weight_decay = 0.005",
+   "lr = 1e-10 for neonates" (recipe ``paper004``). The paper's rate is for Caffe's loss summed
+   over the pixels of an image; Keras averages, so the rate is multiplied by the pixels per
+   training slice and the weight decay divided by it (``tfneuro.training.caffe_equivalent``:
+   the same SGD steps). "100k iterations" of "20 images": ``--iterations`` and batch 20;
+5. predicts every ``test`` subject slice by slice (``tfneuro.inference.predict_slices``) and
+   post-processes it (``--postprocess paper004``: "a region R of each slice that is small or does
+   not superpose importantly with the brain mask M (e.g. |R| < 5 mm^2 or |R ∩ M|/|R| < 0.8) is
+   automatically considered as background", ``tfneuro.inference.clean_slices``);
+6. writes ``OUT/results.csv`` (per test subject, post-processing and class: Dice, precision,
+   HD95, MSD; with ``--mrbrains_grouping`` after paper 004's MRBrainS grouping GM = CoGM+BGT,
+   WM = UWM+WML/MWM, CSF' = Vent+CSF), ``OUT/model.keras`` and prints a summary.
+
+Defaults are paper 004's neonatal settings (T2, axial, ImageNet weights, lr 1e-10); for adults
+use ``--modality t1 --learning_rate 1e-8 --drop_coarsest``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+
+from absl import flags
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from tfneuro.errors import InputError  # noqa: E402
+from tfneuro.training import experiment as exp  # noqa: E402
+from tfneuro.training import flags as tflags  # noqa: E402
+from tfneuro.utils.cli import run  # noqa: E402
+
+MODEL = "vgg16_fcn"
+AXES = ("axial", "coronal", "sagittal")
+WEIGHT_DECAY = 0.005  # paper 004 section 3 (Caffe units)
+
+FLAGS = flags.FLAGS
+exp.define_experiment_flags(synth_subjects=8, synth_spacing=2.0)
+tflags.define_training_flags(epochs=None, batch_size=20, learning_rate=1e-10, seed=0)
+flags.DEFINE_string("model", MODEL, "Slice model (paper 004: vgg16_fcn).")
+flags.DEFINE_string("modality", "t2", "Cohort image column (paper 004: T2 for neonates, T1 for "
+                    "adults).")
+flags.DEFINE_enum("axis", "axial", list(AXES), "Slicing axis (paper 004 segments along the "
+                  "acquisition plane: axial or coronal).")
+flags.DEFINE_string("weights", "imagenet", "VGG16 base weights: imagenet (paper 004; downloaded "
+                    "by Keras on first use, needs network), none (random), or a path to "
+                    "VGG16(include_top=False) weights.")
+flags.DEFINE_integer("side_filters", 16, "Maps K of each specialised side layer (paper: 16).",
+                     lower_bound=1)
+flags.DEFINE_boolean("drop_coarsest", False, "Drop the stage-5 side output (paper 004: adults).")
+flags.DEFINE_integer("iterations", 100000, "SGD iterations (paper 004: 100k) when --epochs is "
+                     "not given: epochs = ceil(iterations / steps_per_epoch).", lower_bound=1)
+flags.DEFINE_integer("steps_per_epoch", None, "Batches per epoch (default: all slices).",
+                     lower_bound=1)
+flags.DEFINE_boolean("augment", True, "Random rotation and scaling of the training volumes "
+                     "(paper 004: 'scaling and rotating').")
+flags.DEFINE_boolean("drop_empty", False, "Train only on slices holding labels (paper 004 "
+                     "trains on every slice).")
+flags.DEFINE_enum("postprocess", "paper004", ["paper004", "full", "none"], "paper004: slice "
+                  "cleaning; full: + largest component per label + hole filling; none.")
+flags.DEFINE_float("min_area_mm2", 5.0, "Slice cleaning: smallest kept region (paper: 5 mm^2).",
+                   lower_bound=0.0)
+flags.DEFINE_float("min_overlap", 0.8, "Slice cleaning: least fraction of a region inside the "
+                   "brain mask (paper: 0.8).", lower_bound=0.0, upper_bound=1.0)
+flags.DEFINE_boolean("mrbrains_grouping", False, "Evaluate after paper 004's MRBrainS grouping "
+                     "(label scheme -> mrbrains13).")
+flags.DEFINE_boolean("distances", True, "Compute HD95 and MSD (paper 004 reports them).")
+
+
+def _check_flags():
+    from tfneuro.io.labels import GROUPINGS, get_scheme
+
+    if len(FLAGS.modality.split(",")) != 1:
+        raise InputError("--modality", f"{FLAGS.modality!r}: vgg16_fcn takes one modality "
+                                       "(3 adjacent slices as RGB)")
+    exp.check_model_name(FLAGS.model, modalities=(FLAGS.modality,), tasks=("segmentation",))
+    if FLAGS.model != MODEL:
+        raise InputError("--model", f"{FLAGS.model!r}: this experiment trains {MODEL}")
+    w = FLAGS.weights
+    if w not in ("imagenet", "none") and not os.path.isfile(w):
+        raise InputError("--weights", f"{w}: not 'imagenet', 'none' or an existing weights file")
+    try:
+        scheme = get_scheme(FLAGS.label_scheme).name
+    except InputError as e:
+        raise InputError("--label_scheme", e.problem) from None
+    if FLAGS.mrbrains_grouping and scheme != "mrbrains13" and (scheme, "mrbrains13") not in GROUPINGS:
+        raise InputError("--mrbrains_grouping", f"no MRBrainS grouping for label scheme {scheme!r} "
+                                                f"(defined for neobrains12, mrbrains13)")
+
+
+def _build(strategy, num_classes):
+    from tfneuro.models import get
+
+    weights = None if FLAGS.weights == "none" else FLAGS.weights
+    with strategy.scope():
+        try:
+            return get(FLAGS.model, num_classes=num_classes, weights=weights,
+                       side_filters=FLAGS.side_filters, drop_coarsest=FLAGS.drop_coarsest)
+        except InputError:
+            raise
+        except Exception as e:  # noqa: BLE001 - keras' download error is a bare Exception
+            if weights != "imagenet":
+                raise
+            raise InputError("--weights", f"cannot get the ImageNet VGG16 weights "
+                                          f"({str(e).splitlines()[0][:160]}); pass --weights none "
+                                          "or a local VGG16(include_top=False) weights file") from e
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise InputError("command line", f"unexpected arguments {argv[1:]}")
+    import numpy as np
+    import pandas as pd
+
+    from tfneuro.io.labels import get_scheme
+
+    out = exp.check_out_dir(FLAGS.out, inputs=[FLAGS.cohort] if FLAGS.cohort else [])
+    _check_flags()
+    config = tflags.config_from_flags()
+    scheme = get_scheme(FLAGS.label_scheme).name
+    names = list(get_scheme(scheme).names)
+    from tfneuro.training import setup_runtime
+
+    strategy = setup_runtime(config)
+    model = _build(strategy, len(names))  # checks --weights (download) before the data work
+    df = exp.load_cohort(FLAGS, out_dir=out, modalities=(FLAGS.modality,), label="label",
+                         min_subjects=2)
+    source = df.attrs.get("source", "cohort")
+    train = df[df["split"] == "train"].reset_index(drop=True)
+    test = df[df["split"] == "test"].reset_index(drop=True)
+    for name, part in (("train", train), ("test", test)):
+        if part.empty:
+            raise InputError(source, f"no subjects with split '{name}'")
+    paths = {n: os.path.join(out, n) for n in ("results.csv", "model.keras")}
+    exp.check_outputs(paths, exp.input_files(df))
+
+    from tfneuro.data import rgb_slice_dataset
+    from tfneuro.data.augment import Compose, RotateScale
+    from tfneuro.data.pipeline import load_subject
+    from tfneuro.inference import predict_slices
+    from tfneuro.inference.postprocess import clean_slices, postprocess
+    from tfneuro.losses import WeightedCrossEntropy
+    from tfneuro.metrics.report import evaluation_table
+    from tfneuro.models.vgg_fcn import compute_channel_mean, set_channel_mean
+    from tfneuro.training import caffe_equivalent, epoch_seed, fit, make_optimizer
+    from tfneuro.utils.progress import progress
+
+    seed = exp.seed_value(FLAGS)
+    pad_to = exp.cohort_shape(df, FLAGS.modality, multiple=16)
+    augment = Compose([RotateScale(max_degrees=10.0, scale=(0.9, 1.1), prob=0.5)]) \
+        if FLAGS.augment else None
+
+    def slices(epoch, augment=augment, shuffle=True, batch=FLAGS.batch_size):
+        return rgb_slice_dataset(train, modality=FLAGS.modality, axis=FLAGS.axis, label="label",
+                                 scheme=scheme, pad_to=pad_to, drop_empty=FLAGS.drop_empty,
+                                 augment=augment, shuffle=shuffle, batch_size=batch,
+                                 seed=epoch_seed(seed, epoch))
+
+    # paper 004: the channel means of the training images, stored in the model
+    mean = compute_channel_mean(slices(0, augment=None, shuffle=False, batch=64))
+    set_channel_mean(model, mean)
+    steps = FLAGS.steps_per_epoch
+    if steps is None:
+        n = sum(1 for _ in slices(0, augment=None, shuffle=False, batch=None))
+        steps = max(1, -(-n // FLAGS.batch_size))
+    epochs = FLAGS.epochs or max(1, math.ceil(FLAGS.iterations / steps))
+    view_axis = {"sagittal": 0, "coronal": 1, "axial": 2}[FLAGS.axis]
+    pixels = int(np.prod([s for i, s in enumerate(pad_to) if i != view_axis]))
+    lr, wd = caffe_equivalent(FLAGS.learning_rate, WEIGHT_DECAY, pixels)
+    with strategy.scope():
+        model.compile(optimizer=make_optimizer("paper004", steps_per_epoch=steps, epochs=epochs,
+                                               learning_rate=lr, weight_decay=wd),
+                      loss=WeightedCrossEntropy(), **config.compile_kwargs())
+    run_dir = os.path.join(out, "train")
+    print(f"[{MODEL}] {exp.resume_note(run_dir, FLAGS.resume)}; {epochs} epoch(s) x {steps} "
+          f"steps; channel mean {np.round(mean, 4).tolist()}; Caffe lr {FLAGS.learning_rate:g} "
+          f"-> {lr:.3g} per-pixel-mean lr ({pixels} pixels per slice)")
+    fit(model, slices, epochs=epochs, out_dir=run_dir, resume=FLAGS.resume, seed=seed,
+        steps_per_epoch=steps, strategy=strategy, tensorboard=FLAGS.tensorboard)
+    exp.save_keras_model(model, paths["model.keras"])
+
+    tables = []
+    regroup = "mrbrains13" if FLAGS.mrbrains_grouping else None
+    for row in progress(test.to_dict("records"), desc="evaluate", unit="subject"):
+        x, y, _ = load_subject(row, modalities=(FLAGS.modality,), label="label", scheme=scheme,
+                               normalize="histeq")
+        spacing = exp.spacing_of(row[FLAGS.modality])
+        raw = np.argmax(predict_slices(model, x, FLAGS.axis, skip_empty=False), axis=-1)
+        variants = {"none": raw}
+        if FLAGS.postprocess != "none":
+            kw = dict(min_area_mm2=FLAGS.min_area_mm2, min_overlap=FLAGS.min_overlap)
+            variants[FLAGS.postprocess] = (
+                clean_slices(raw, spacing, view_axis, **kw) if FLAGS.postprocess == "paper004"
+                else postprocess(raw, spacing, view_axis, **kw))
+        for name, pred in variants.items():
+            t = evaluation_table(y, pred, spacing, subject=row["subject"], scheme=scheme,
+                                 regroup_to=regroup, distances=FLAGS.distances)
+            t.insert(1, "postprocess", name)
+            tables.append(t)
+    table = pd.concat(tables, ignore_index=True)
+    exp.write_results(table, paths["results.csv"])
+    cols = [c for c in ("dice", "hd95_mm", "msd_mm") if table[c].notna().any()]
+    summary = table.groupby(["postprocess", "name"], sort=False)[cols].mean().reset_index()
+    exp.print_summary(f"{MODEL} ({FLAGS.modality}, {FLAGS.axis}): mean over {len(test)} test "
+                      f"subject(s)" + (" (MRBrainS grouping)" if regroup else ""), summary)
+    final = table[table["postprocess"] == FLAGS.postprocess]
+    print(f"results: {paths['results.csv']}")
+    print(f"mean Dice ({FLAGS.postprocess}): {final['dice'].mean():.4f}")
+
+
+if __name__ == "__main__":
+    run(main)
