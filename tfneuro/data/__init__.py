@@ -13,41 +13,29 @@ Public names (imported lazily, so ``import tfneuro.data`` does not import Tensor
 Label budgets live in :mod:`tfneuro.data.budget`.
 """
 
-import importlib
+from tfneuro.utils.lazy import lazy_exports
 
 _EXPORTS = {
-    "read_cohort": "tfneuro.data.cohort",
-    "write_cohort": "tfneuro.data.cohort",
-    "validate_cohort": "tfneuro.data.cohort",
-    "check_files": "tfneuro.data.cohort",
-    "select_split": "tfneuro.data.cohort",
-    "assign_splits": "tfneuro.data.cohort",
-    "from_dhcp": "tfneuro.data.cohort",
-    "from_iseg2017": "tfneuro.data.cohort",
-    "from_mcrib": "tfneuro.data.cohort",
-    "from_glob": "tfneuro.data.cohort",
-    "make_cohort": "tfneuro.data.synth",
-    "synth_subject": "tfneuro.data.synth",
-    "slice_dataset": "tfneuro.data.slices",
-    "rgb_slice_dataset": "tfneuro.data.slices",
-    "volume_to_slices": "tfneuro.data.slices",
-    "patch_dataset": "tfneuro.data.patches",
-    "volume_dataset": "tfneuro.data.pipeline",
-    "load_subject": "tfneuro.data.pipeline",
-    "Compose": "tfneuro.data.augment",
-    "default_augmentation": "tfneuro.data.augment",
+    "read_cohort": "cohort",
+    "write_cohort": "cohort",
+    "validate_cohort": "cohort",
+    "check_files": "cohort",
+    "select_split": "cohort",
+    "assign_splits": "cohort",
+    "from_dhcp": "cohort",
+    "from_iseg2017": "cohort",
+    "from_mcrib": "cohort",
+    "from_glob": "cohort",
+    "make_cohort": "synth",
+    "synth_subject": "synth",
+    "slice_dataset": "slices",
+    "rgb_slice_dataset": "slices",
+    "volume_to_slices": "slices",
+    "patch_dataset": "patches",
+    "volume_dataset": "pipeline",
+    "load_subject": "pipeline",
+    "Compose": "augment",
+    "default_augmentation": "augment",
 }
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name):
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(_EXPORTS[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'tfneuro.data' has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(list(globals()) + list(_EXPORTS))
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)

@@ -6,7 +6,7 @@ Names are resolved lazily (PEP 562); see ``_EXPORTS`` for where each lives.
 
 from __future__ import annotations
 
-import importlib
+from tfneuro.utils.lazy import lazy_exports
 
 _EXPORTS = {
     # slices.py: 2D / 2.5D models over whole volumes, view aggregation, bbox skipping
@@ -21,12 +21,9 @@ _EXPORTS = {
     "fill_holes": "postprocess",
     # sliding_window.py: 3D models over whole volumes
     "sliding_window_predict": "sliding_window",
+    # bridging.py: NEC-NET in-slice gap bridging (paper 000 eq. 1)
+    "bridge_gaps": "bridging",
+    "necnet_postprocess": "bridging",
 }
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)

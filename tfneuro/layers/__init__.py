@@ -7,7 +7,7 @@ serialization; call it (or import the model modules) before loading a ``.keras``
 
 from __future__ import annotations
 
-import importlib
+from tfneuro.utils.lazy import lazy_exports
 
 # public name -> submodule that defines it
 _EXPORTS = {
@@ -28,16 +28,8 @@ _EXPORTS = {
     "CropLike": "heads",
 }
 
-_MODULES = sorted(set(_EXPORTS.values()))
-
-__all__ = sorted(_EXPORTS) + ["custom_objects"]
-
-
-def __getattr__(name):
-    if name in _EXPORTS:
-        module = importlib.import_module(f"{__name__}.{_EXPORTS[name]}")
-        return getattr(module, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__, __dir__, _names = lazy_exports(__name__, _EXPORTS)
+__all__ = _names + ["custom_objects"]
 
 
 def custom_objects() -> dict:

@@ -8,7 +8,7 @@ TensorFlow until a name is used.
 
 from __future__ import annotations
 
-import importlib
+from tfneuro.utils.lazy import lazy_exports
 
 _EXPORTS = {
     # schedules.py
@@ -50,15 +50,4 @@ _EXPORTS = {
     "block_of": "transfer",
 }
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name):
-    if name in _EXPORTS:
-        module = importlib.import_module(f"{__name__}.{_EXPORTS[name]}")
-        return getattr(module, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(list(globals()) + list(_EXPORTS))
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)
