@@ -328,8 +328,14 @@ def predict_volume(model, x: np.ndarray, *, views=None, window=(96, 96, 96),
 def evaluate_subjects(model, df: pd.DataFrame, *, modalities=("t1",), label="label",
                       scheme="tissue4", normalize="zscore", views=None, window=(96, 96, 96),
                       distances: bool = True, regroup_to=None, desc: str = "evaluate",
-                      return_predictions: bool = False):
+                      return_predictions: bool = False, label_names=None, labels=None):
     """Predict every subject of ``df`` and tabulate Dice/precision/HD95/MSD per class.
+
+    Args:
+        scheme: label scheme used to remap the label files (``None``: stored values) and to
+            name the classes, unless ``label_names`` (a list) is given.
+        labels: class ids to score (default the foreground classes; include 0 for
+            "mean DSC with background" as in paper 002's tables).
 
     Returns:
         The concatenated :func:`tfneuro.metrics.evaluation_table` (one row per subject and
@@ -346,8 +352,10 @@ def evaluate_subjects(model, df: pd.DataFrame, *, modalities=("t1",), label="lab
         probs = predict_volume(model, x, views=views, window=window)
         pred = np.argmax(probs, axis=-1).astype(np.int32)
         tables.append(evaluation_table(y, pred, spacing_of(row[modalities[0]]),
-                                       subject=row["subject"], scheme=scheme,
-                                       regroup_to=regroup_to, distances=distances))
+                                       subject=row["subject"],
+                                       scheme=list(label_names) if label_names else scheme,
+                                       regroup_to=regroup_to, distances=distances,
+                                       labels=labels))
         if return_predictions:
             preds[row["subject"]] = (y, pred)
     table = pd.concat(tables, ignore_index=True)
@@ -381,3 +389,84 @@ def save_keras_model(model, path) -> str:
     with atomic_path(path) as tmp:
         model.save(tmp)
     return path
+
+
+def segmentation_loss(model):
+    """Dice + cross-entropy (paper 002 eq. 2 / paper 001's combined loss), wrapped in
+    :class:`tfneuro.losses.DeepSupervisionLoss` for models with deep-supervision outputs."""
+    from tfneuro.losses import DeepSupervisionLoss, DiceCELoss
+
+    if getattr(model, "num_deep_supervision", 0):
+        return DeepSupervisionLoss(DiceCELoss())
+    return DiceCELoss()
+
+
+def resume_note(run_dir, resume: bool) -> str:
+    """One line saying where a run starts (for the log): fresh, or after which epoch."""
+    from tfneuro.training.loop import list_checkpoints
+
+    found = list_checkpoints(run_dir) if resume else []
+    return f"resuming after epoch {found[-1][0]}" if found else "starting at epoch 1"
+
+
+def check_pad_multiple(shape, multiple: int, flag: str = "--patch_size") -> tuple:
+    """Check a 3D patch/window size against a model's pooling multiple."""
+    shape = tuple(int(s) for s in shape)
+    if len(shape) != 3 or any(s < multiple or s % multiple for s in shape):
+        raise InputError(flag, f"{list(shape)}: need three sizes that are positive multiples of {multiple}")
+    return shape
+
+
+def quiet_logs() -> None:
+    """Silence TensorFlow's INFO/retracing log lines and Keras' "input ran out of data"
+    warning (each epoch's dataset is finite by design), so summaries stay readable."""
+    import warnings
+
+    from absl import logging
+
+    logging.set_verbosity(logging.ERROR)
+    warnings.filterwarnings("ignore", message="Your input ran out of data")
+    # DeepSupervisionModel overrides compile(); the experiments re-compile after loading
+    warnings.filterwarnings("ignore", message=r"`compile\(\)` was not called as part of model loading")
+
+
+def patch_train_fn(df, *, patch_size, patches_per_volume: int, modalities, scheme,
+                   batch_size: int, seed: int, weights=None):
+    """``epoch -> tf.data.Dataset`` of class-balanced 3D patches (paper 002), seeded by
+    :func:`tfneuro.training.loop.epoch_seed` so resumed runs see the same data."""
+    from tfneuro.data import patch_dataset
+    from tfneuro.training.loop import epoch_seed
+
+    def train_ds(epoch):
+        return patch_dataset(df, patch_size=patch_size, patches_per_volume=patches_per_volume,
+                             modalities=modalities, scheme=scheme, weights=weights,
+                             batch_size=batch_size, seed=epoch_seed(seed, epoch))
+
+    return train_ds
+
+
+def build_segmentation_3d(name: str, num_classes: int, n_channels: int, *, base_filters: int,
+                          depth: int, steps_per_epoch: int, epochs: int, learning_rate,
+                          strategy, compile_kwargs=None, recipe: str = "paper002", **kwargs):
+    """Build and compile a registered 3D segmentation model (res_unet3d / unet3d) with a paper
+    recipe's optimizer and :func:`segmentation_loss`."""
+    from tfneuro.models import get
+    from tfneuro.training.recipes import make_optimizer
+
+    with strategy.scope():
+        model = get(name, num_classes=num_classes, input_shape=(None, None, None, n_channels),
+                    base_filters=base_filters, depth=depth, **kwargs)
+        compile_3d(model, steps_per_epoch=steps_per_epoch, epochs=epochs,
+                   learning_rate=learning_rate, compile_kwargs=compile_kwargs, recipe=recipe)
+    return model
+
+
+def compile_3d(model, *, steps_per_epoch: int, epochs: int, learning_rate, compile_kwargs=None,
+               recipe: str = "paper002"):
+    """Compile ``model`` with a fresh optimizer of ``recipe`` and :func:`segmentation_loss`."""
+    from tfneuro.training.recipes import make_optimizer
+
+    model.compile(optimizer=make_optimizer(recipe, steps_per_epoch=steps_per_epoch,
+                                           epochs=epochs, learning_rate=learning_rate),
+                  loss=segmentation_loss(model), **(compile_kwargs or {}))
+    return model
