@@ -1,0 +1,182 @@
+"""Shared helpers of the benchmark scripts (timing, roofline, memory, tables, the test volume).
+
+Not part of the library: ``benchmarks/*.py`` import it as ``from _common import ...`` after
+putting this folder on ``sys.path`` (each script does that itself, so
+``python benchmarks/<script>.py`` works from the repository root).
+
+* :func:`alternate` runs the competitors in ALTERNATING order (a, b, a, b, ...) so a load
+  change on this shared machine hits both sides alike; the figure reported is the median.
+* :func:`matmul_peak` measures this CPU's float32 matmul rate (the roofline's ceiling) with a
+  large ``tf.linalg.matmul``, best of several calls.
+* :func:`keras_conv_macs` / :func:`torch_conv_macs` count convolution multiply-accumulates
+  analytically from the layer shapes seen in one forward pass (conv: output voxels x kernel
+  volume x C_in x C_out / groups; transposed conv: input voxels x the same), so each side's
+  FLOPs come from its own network, not from a formula we wrote for one of them.
+* :func:`mni_volume` is the real-anatomy test volume: nilearn's ICBM152 2009 T1 template at
+  1 mm, centre-cropped/padded around its nonzero bounding box to the requested shape (zoomed
+  down first only when the brain does not fit, e.g. for the tiny test sizes).
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import statistics
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("TFNEURO_PROGRESS", "0")
+
+import numpy as np  # noqa: E402
+
+
+def parse_shape(text, n=3):
+    """``"160,192,160"`` -> ``(160, 192, 160)``."""
+    shape = tuple(int(v) for v in str(text).split(","))
+    if len(shape) != n or min(shape) < 1:
+        raise SystemExit(f"error: expected {n} positive comma-separated sizes, got {text!r}")
+    return shape
+
+
+def load_average() -> str:
+    """1-minute load average as text (recorded next to every figure)."""
+    return f"{os.getloadavg()[0]:.2f}"
+
+
+def alternate(fns: dict, runs: int, warmup: bool = False, log=print) -> dict:
+    """Time each callable ``runs`` times in alternating order; returns ``{name: [seconds]}``.
+
+    Args:
+        fns: ``{name: zero-argument callable}``, run in dict order within each round.
+        runs: rounds (>= 1).
+        warmup: call each once untimed first.
+        log: called with one line per timed call (name, seconds, load average).
+    """
+    if warmup:
+        for fn in fns.values():
+            fn()
+    times = {name: [] for name in fns}
+    for r in range(runs):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            dt = time.perf_counter() - t0
+            times[name].append(dt)
+            if log:
+                log(f"  run {r + 1}/{runs} {name}: {dt:.2f} s (load {load_average()})")
+    return times
+
+
+def median(values) -> float:
+    return float(statistics.median(values))
+
+
+def matmul_peak(n: int = 4096, repeats: int = 5) -> float:
+    """Best-of-``repeats`` float32 ``tf.linalg.matmul`` rate in GFLOP/s (2 n^3 FLOPs per call)."""
+    import tensorflow as tf
+
+    a = tf.random.normal((n, n), dtype=tf.float32)
+    b = tf.random.normal((n, n), dtype=tf.float32)
+    mm = tf.function(tf.linalg.matmul)
+    mm(a, b).numpy()
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        mm(a, b).numpy()
+        best = min(best, time.perf_counter() - t0)
+    return 2.0 * n ** 3 / best / 1e9
+
+
+def keras_conv_macs(model, x) -> int:
+    """Convolution MACs of one forward pass of a Keras model on ``x`` (any batch; per sample).
+
+    Hooks ``call`` of Keras' conv base classes (Conv1D/2D/3D and their transposes) for one
+    eager call and counts each from its kernel shape and the input/output shapes.
+    """
+    from keras.src.layers.convolutional.base_conv import BaseConv
+    from keras.src.layers.convolutional.base_conv_transpose import BaseConvTranspose
+
+    total = [0]
+    originals = {cls: cls.call for cls in (BaseConv, BaseConvTranspose)}
+
+    def hook(cls, transpose):
+        orig = originals[cls]
+
+        def call(self, inputs, *args, **kwargs):
+            out = orig(self, inputs, *args, **kwargs)
+            k = int(np.prod(self.kernel.shape))  # spatial x C_in x C_out (/groups in C_in)
+            spatial = tuple(inputs.shape[1:-1]) if transpose else tuple(out.shape[1:-1])
+            total[0] += int(np.prod(spatial)) * k
+            return out
+        return call
+
+    try:
+        BaseConv.call = hook(BaseConv, False)
+        BaseConvTranspose.call = hook(BaseConvTranspose, True)
+        model(x, training=False)
+    finally:
+        for cls, orig in originals.items():
+            cls.call = orig
+    return total[0] // int(np.shape(x)[0] if not isinstance(x, (list, tuple)) else np.shape(x[0])[0])
+
+
+def torch_conv_macs(net, x) -> int:
+    """Convolution MACs of one forward pass of a torch module on ``x`` (per sample)."""
+    import torch
+
+    total = [0]
+    conv = (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d)
+    convt = (torch.nn.ConvTranspose1d, torch.nn.ConvTranspose2d, torch.nn.ConvTranspose3d)
+
+    def fwd(mod, inp, out):
+        k = int(np.prod(mod.weight.shape))  # C_out x C_in/groups x spatial (C_in x C_out/g x .. for T)
+        spatial = inp[0].shape[2:] if isinstance(mod, convt) else out.shape[2:]
+        total[0] += int(np.prod(tuple(spatial))) * k
+
+    handles = [m.register_forward_hook(fwd) for m in net.modules() if isinstance(m, conv + convt)]
+    try:
+        with torch.inference_mode():
+            net(x)
+    finally:
+        for h in handles:
+            h.remove()
+    return total[0] // int(x.shape[0])
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process so far (Linux ru_maxrss is in KiB), in MB."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e6
+
+
+def mni_volume(shape=(160, 192, 160)) -> np.ndarray:
+    """ICBM152 2009 T1 template (nilearn, 1 mm) cropped/padded to ``shape`` around the brain.
+
+    Returns float32 ``[X, Y, Z]`` with zeros outside the template's nonzero region (RAS axes).
+    """
+    from nilearn.datasets import load_mni152_template
+    from scipy import ndimage
+
+    data = np.asarray(load_mni152_template(resolution=1).get_fdata(), dtype=np.float32)
+    nz = np.argwhere(data > 0)
+    lo, hi = nz.min(0), nz.max(0) + 1
+    data = data[tuple(slice(a, b) for a, b in zip(lo, hi))]
+    fit = min(1.0, min(s / d for s, d in zip(shape, data.shape)))
+    if fit < 1.0:  # tiny test sizes: shrink the brain so it fits
+        data = ndimage.zoom(data, fit, order=1)
+        data = data[tuple(slice(0, min(d, s)) for d, s in zip(data.shape, shape))]
+    out = np.zeros(shape, dtype=np.float32)
+    before = [(s - d) // 2 for s, d in zip(shape, data.shape)]
+    out[tuple(slice(b, b + d) for b, d in zip(before, data.shape))] = data
+    return out
+
+
+def table(rows, headers) -> str:
+    """A markdown table."""
+    cells = [[str(c) for c in r] for r in rows]
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(r) + " |" for r in cells]
+    return "\n".join(lines)
+
+
+def fmt(v, nd=2) -> str:
+    return f"{v:.{nd}f}" if isinstance(v, float) else str(v)

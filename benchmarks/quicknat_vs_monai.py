@@ -1,0 +1,272 @@
+"""3-view whole-volume QuickNAT inference: tfneuro vs MONAI (issue 8, items 1, 3 and 4).
+
+Task: one real-anatomy volume (nilearn's ICBM152 2009 T1 template at 1 mm, cropped/padded to
+160x192x160), QuickNAT with 4 classes, 64 filters, 5x5 kernels, untrained weights, one model
+per view (sagittal, coronal, axial), softmax probabilities averaged over the three views.
+
+* tfneuro: ``tfneuro.inference.predict_volume_views`` with three ``tfneuro.models.quicknat``
+  models (``batch_size`` slices per ``predict_on_batch``; ``skip_empty`` computes only the slices
+  inside the volume's nonzero bounding box — tfneuro's own feature, stated in the table).
+* MONAI: ``monai.networks.nets.Quicknat`` (eval mode, ``torch.inference_mode``,
+  ``torch.set_num_threads(--threads)``) wrapped with a softmax, run by
+  ``monai.inferers.SliceInferer(roi_size=<whole slice>, sw_batch_size=batch_size,
+  spatial_dim=axis)`` along the three axes, averaged. MONAI computes every slice (it has no
+  bounding-box skipping) unless ``--monai_same_slices`` hands it the same slab tfneuro computes.
+  Architecture notes: MONAI's dense blocks hard-code instance norm + PReLU (its ``act``/``norm``
+  arguments do not reach them) and its bottleneck is a full dense block; tfneuro follows Roy et
+  al.'s text (BN + ReLU, one 5x5 conv bottleneck). Conv MACs are counted for both nets from
+  their own layer shapes and printed.
+
+Roofline (item 3): conv FLOPs (2 x MACs, only the slices each side computes) / median time,
+as a % of the float32 ``tf.linalg.matmul`` peak measured in this run.
+
+Memory (item 4): ``--memory_shape 256,256,256`` runs tfneuro's side once in a FRESH
+subprocess on a volume of that shape and reports its peak resident memory (``ru_maxrss``).
+
+The last line is ``ratio tfneuro/monai: X`` (median tfneuro time / median MONAI time over
+``--runs`` alternating runs).
+
+Run (full size; ~25 min on 2 cores, so in the background):
+  nohup python benchmarks/quicknat_vs_monai.py > /tmp/quicknat_vs_monai.log 2>&1 &
+Tiny (the test): python benchmarks/quicknat_vs_monai.py --shape 32,32,32 --filters 4
+  --kernel 3 --runs 3 --memory_shape 32,32,32 --peak_n 256
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from _common import (alternate, fmt, keras_conv_macs, load_average, matmul_peak,  # noqa: E402
+                     median, mni_volume, parse_shape, peak_rss_mb, table, torch_conv_macs)
+
+import numpy as np  # noqa: E402
+
+VIEWS = ("sagittal", "coronal", "axial")
+
+
+def build_tfneuro(args):
+    from tfneuro.models.quicknat import quicknat
+
+    models = {}
+    for view in VIEWS:
+        m = quicknat(args.classes, input_shape=(None, None, 1), filters=args.filters,
+                     kernel_size=args.kernel, name="quicknat")
+        m.jit_compile = bool(args.jit)
+        models[view] = m
+    return models
+
+
+def slab(vol, axis, skip_empty):
+    from tfneuro.inference.slices import nonzero_slice_range
+
+    return nonzero_slice_range(vol, axis) if skip_empty else (0, vol.shape[axis])
+
+
+def warm_tfneuro(models, vol, args):
+    """Trace/compile each view's predict function for the batch shapes the run will use."""
+    for axis, view in enumerate(VIEWS):
+        start, stop = slab(vol, axis, args.skip_empty)
+        hw = tuple(s for i, s in enumerate(vol.shape) if i != axis)
+        n = stop - start
+        sizes = {min(args.batch_size, n)} | ({n % args.batch_size} if n % args.batch_size else set())
+        for b in sorted(s for s in sizes if s > 0):
+            models[view].predict_on_batch(np.zeros((b,) + hw + (1,), np.float32))
+
+
+def timed_calls(models, clock):
+    """Wrap each model's predict_on_batch to accumulate model-call seconds into ``clock``."""
+    for m in models.values():
+        orig = m.predict_on_batch
+
+        def call(x, _orig=orig):
+            t0 = time.perf_counter()
+            out = _orig(x)
+            clock[0] += time.perf_counter() - t0
+            return out
+        m.predict_on_batch = call
+
+
+def memory_child(args):
+    """Fresh process: tfneuro's 3-view inference once on ``--shape``; prints peak RSS."""
+    from tfneuro.inference import predict_volume_views
+
+    vol = mni_volume(parse_shape(args.shape))
+    models = build_tfneuro(args)
+    base = peak_rss_mb()
+    t0 = time.perf_counter()
+    probs = predict_volume_views(models, vol, batch_size=args.batch_size,
+                                 skip_empty=bool(args.skip_empty))
+    dt = time.perf_counter() - t0
+    assert probs.shape == vol.shape + (args.classes,)
+    print(f"memory_child peak_rss_mb {peak_rss_mb():.1f} before_inference_mb {base:.1f} "
+          f"seconds {dt:.1f}", flush=True)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--shape", default="160,192,160", help="volume shape X,Y,Z")
+    p.add_argument("--classes", type=int, default=4)
+    p.add_argument("--filters", type=int, default=64)
+    p.add_argument("--kernel", type=int, default=5)
+    p.add_argument("--batch_size", type=int, default=8, help="slices per model call, both sides")
+    p.add_argument("--runs", type=int, default=3, help="alternating runs per side (>= 3)")
+    p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
+    p.add_argument("--jit", type=int, default=0, help="tfneuro: model.jit_compile (XLA)")
+    p.add_argument("--skip_empty", type=int, default=1, help="tfneuro: bounding-box skipping")
+    p.add_argument("--monai_same_slices", type=int, default=0,
+                   help="give MONAI only the slab of slices tfneuro computes")
+    p.add_argument("--memory_shape", default="256,256,256",
+                   help="shape of the fresh-process peak-RSS run ('none' skips it)")
+    p.add_argument("--peak_n", type=int, default=4096, help="matmul size of the peak measurement")
+    p.add_argument("--memory_child", action="store_true", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.memory_child:
+        return memory_child(args)
+
+    import torch
+    from monai.inferers import SliceInferer
+    from monai.networks.nets import Quicknat
+
+    from tfneuro.inference import predict_volume_views
+
+    torch.set_num_threads(args.threads)
+    shape = parse_shape(args.shape)
+    vol = mni_volume(shape)
+    print(f"volume {shape} (ICBM152 1 mm), load {load_average()}", flush=True)
+
+    # ---- tfneuro side
+    models = build_tfneuro(args)
+    t0 = time.perf_counter()
+    warm_tfneuro(models, vol, args)
+    compile_s = time.perf_counter() - t0
+    model_clock = [0.0]
+    timed_calls(models, model_clock)
+
+    def run_tfneuro():
+        probs = predict_volume_views(models, vol, batch_size=args.batch_size,
+                                     skip_empty=bool(args.skip_empty))
+        assert probs.shape == shape + (args.classes,)
+
+    # ---- MONAI side
+    class WithSoftmax(torch.nn.Module):
+        def __init__(self, net):
+            super().__init__()
+            self.net = net
+
+        def forward(self, x):
+            return torch.softmax(self.net(x), dim=1)
+
+    nets = [WithSoftmax(Quicknat(num_classes=args.classes, num_channels=1,
+                                 num_filters=args.filters, kernel_size=args.kernel,
+                                 se_block="None", drop_out=0).eval()) for _ in VIEWS]
+    inferers = []
+    monai_slabs = []
+    for axis in range(3):
+        roi = tuple(s for i, s in enumerate(shape) if i != axis)
+        inferers.append(SliceInferer(roi_size=roi, sw_batch_size=args.batch_size,
+                                     spatial_dim=axis, progress=False))
+        monai_slabs.append(slab(vol, axis, args.monai_same_slices))
+    xt = torch.from_numpy(vol)[None, None]
+
+    def run_monai():
+        with torch.inference_mode():
+            out = torch.zeros((1, args.classes) + shape)
+            for axis in range(3):
+                lo, hi = monai_slabs[axis]
+                idx = [slice(None)] * 5
+                idx[2 + axis] = slice(lo, hi)
+                part = inferers[axis](xt[tuple(idx)], nets[axis])
+                out[tuple(idx)] += part / 3.0
+            out.numpy()
+
+    with torch.inference_mode():  # warm-up (allocator, oneDNN primitives)
+        for axis in range(3):
+            roi = tuple(s for i, s in enumerate(shape) if i != axis)
+            nets[axis](torch.zeros((1, 1) + roi))
+
+    # ---- FLOPs (conv MACs from each net's own layer shapes, per slice, per view)
+    tf_slices, mo_slices, tf_macs, mo_macs, mo_per, tf_per = [], [], 0, 0, [], []
+    for axis, view in enumerate(VIEWS):
+        hw = tuple(s for i, s in enumerate(shape) if i != axis)
+        a = keras_conv_macs(models[view], np.zeros((1,) + hw + (1,), np.float32))
+        b = torch_conv_macs(nets[axis].net, torch.zeros((1, 1) + hw))
+        lo, hi = slab(vol, axis, args.skip_empty)
+        mlo, mhi = monai_slabs[axis]
+        tf_slices.append(hi - lo)
+        mo_slices.append(mhi - mlo)
+        tf_macs += a * (hi - lo)
+        mo_macs += b * (mhi - mlo)
+        tf_per.append(a)
+        mo_per.append(b)
+    n_tf_params = models["axial"].count_params()
+    n_mo_params = sum(q.numel() for q in nets[0].parameters())
+
+    print(f"timing {args.runs} alternating runs (tfneuro, monai, ...)", flush=True)
+    times = alternate({"tfneuro": run_tfneuro, "monai": run_monai}, args.runs)
+    model_share = model_clock[0] / sum(times["tfneuro"])
+    peak = matmul_peak(args.peak_n)
+    load_end = load_average()
+
+    t_tf, t_mo = median(times["tfneuro"]), median(times["monai"])
+    gf_tf, gf_mo = 2 * tf_macs / 1e9, 2 * mo_macs / 1e9
+    rows = [
+        ["tfneuro predict_volume_views", fmt(t_tf), " ".join(fmt(t) for t in times["tfneuro"]),
+         f"{sum(tf_slices)} ({'/'.join(map(str, tf_slices))})",
+         fmt(t_tf / sum(tf_slices), 3), f"{n_tf_params:,}", fmt(gf_tf, 1), fmt(gf_tf / t_tf, 1),
+         fmt(100 * gf_tf / t_tf / peak, 1)],
+        ["MONAI Quicknat + SliceInferer", fmt(t_mo), " ".join(fmt(t) for t in times["monai"]),
+         f"{sum(mo_slices)} ({'/'.join(map(str, mo_slices))})",
+         fmt(t_mo / sum(mo_slices), 3), f"{n_mo_params:,}", fmt(gf_mo, 1), fmt(gf_mo / t_mo, 1),
+         fmt(100 * gf_mo / t_mo / peak, 1)],
+    ]
+    print()
+    print(f"QuickNAT 3-view inference, volume {shape}, {args.classes} classes, {args.filters} "
+          f"filters, {args.kernel}x{args.kernel}, batch {args.batch_size}, torch threads "
+          f"{args.threads}, tfneuro jit_compile={bool(args.jit)}, skip_empty="
+          f"{bool(args.skip_empty)}, MONAI same slices={bool(args.monai_same_slices)}")
+    print(table(rows, ["side", "median s", "runs s", "slices computed (sag/cor/ax)",
+                       "s/slice", "params", "conv GFLOP", "GFLOP/s", "% matmul peak"]))
+    print()
+    print(f"matmul peak (float32 {args.peak_n}^2 tf.linalg.matmul, best of 5): {peak:.1f} GFLOP/s")
+    print(f"conv MACs per slice (sag/cor/ax): tfneuro {'/'.join(f'{m / 1e9:.2f}G' for m in tf_per)}"
+          f", MONAI {'/'.join(f'{m / 1e9:.2f}G' for m in mo_per)}")
+    print(f"tfneuro trace/compile (untimed warm-up): {compile_s:.1f} s")
+    print(f"profile: tfneuro model calls (predict_on_batch) = {100 * model_share:.1f}% of its "
+          f"inference time; the rest is slicing, accumulation, bbox")
+    bound = gf_tf / peak
+    print(f"roofline: tfneuro's conv FLOPs at 100% of the matmul peak take {bound:.1f} s -> "
+          f"best possible ratio on this work {bound / t_mo:.2f}")
+    per_slice_ratio = (t_tf / sum(tf_slices)) / (t_mo / sum(mo_slices))
+    print(f"per computed slice ratio tfneuro/monai: {per_slice_ratio:.3f}")
+    print(f"load average: start of timing see per-run lines, end {load_end}")
+
+    if args.memory_shape.lower() != "none":
+        mshape = parse_shape(args.memory_shape)
+        cmd = [sys.executable, os.path.abspath(__file__), "--memory_child",
+               "--shape", ",".join(map(str, mshape)), "--classes", str(args.classes),
+               "--filters", str(args.filters), "--kernel", str(args.kernel),
+               "--batch_size", str(args.batch_size), "--jit", str(args.jit),
+               "--skip_empty", str(args.skip_empty)]
+        res = subprocess.run(cmd, capture_output=True, text=True)
+        line = [s for s in res.stdout.splitlines() if s.startswith("memory_child")]
+        if res.returncode or not line:
+            print(res.stdout[-2000:], res.stderr[-4000:])
+            raise SystemExit("error: the memory subprocess failed")
+        parts = line[-1].split()
+        rss, before, secs = float(parts[2]), float(parts[4]), float(parts[6])
+        print(f"memory: tfneuro 3-view inference on {mshape} in a fresh process: peak RSS "
+              f"{rss / 1000:.2f} GB (after imports + models, before inference: "
+              f"{before / 1000:.2f} GB; {secs:.0f} s; batch {args.batch_size}; load "
+              f"{load_average()}); goal <= 2.5 GB: {'met' if rss <= 2500 else 'NOT met'}")
+
+    print(f"ratio tfneuro/monai: {t_tf / t_mo:.3f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,78 @@
+"""Each benchmark script runs at a tiny size and ends with its ``ratio A/B: X`` line.
+
+No timing is asserted (timings belong to the benchmarks' own output); the tests check that the
+scripts run end to end, print their table, and that the final ratio is a positive finite
+number consistent with the medians printed in the table where the script prints them.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BENCH = os.path.join(ROOT, "benchmarks")
+
+
+def run_script(name, *args, timeout=600):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", TFNEURO_PROGRESS="0", PYTHONPATH=ROOT)
+    res = subprocess.run([sys.executable, os.path.join(BENCH, name), *args], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=timeout)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    return res.stdout
+
+
+def last_ratio(out, label):
+    lines = [s for s in out.strip().splitlines() if s.strip()]
+    m = re.fullmatch(rf"ratio {re.escape(label)}: ([0-9.]+)", lines[-1])
+    assert m, f"last line is {lines[-1]!r}"
+    value = float(m.group(1))
+    assert math.isfinite(value) and value > 0
+    return value
+
+
+def table_medians(out):
+    """{side: median} from the first markdown table's rows (column 2 = median)."""
+    rows = [s for s in out.splitlines() if s.startswith("| ") and not s.startswith("| side")]
+    return {r.split("|")[1].strip(): float(r.split("|")[2]) for r in rows}
+
+
+def test_quicknat_vs_monai_tiny(tmp_path):
+    out = run_script("quicknat_vs_monai.py", "--shape", "32,32,32", "--filters", "2",
+                     "--kernel", "3", "--classes", "2", "--runs", "3", "--batch_size", "16",
+                     "--memory_shape", "16,16,16", "--peak_n", "128")
+    ratio = last_ratio(out, "tfneuro/monai")
+    med = table_medians(out)
+    tf_side = [v for k, v in med.items() if k.startswith("tfneuro")][0]
+    monai = [v for k, v in med.items() if k.startswith("MONAI")][0]
+    # the table shows 2 decimals; the ratio is computed from unrounded medians
+    assert ratio == pytest.approx(tf_side / monai, rel=0.2, abs=0.02)
+    assert "peak RSS" in out and "matmul peak" in out
+
+
+def test_unet3d_vs_monai_tiny():
+    out = run_script("unet3d_vs_monai.py", "--shape", "16,16,16", "--window", "8",
+                     "--base_filters", "2", "--runs", "3", "--peak_n", "128")
+    last_ratio(out, "tfneuro/monai")
+    # 16^3 volume, 8^3 windows, overlap 0.5: starts 0, 4, 8 per axis -> 27 windows for MONAI
+    assert "| 27 of 27 |" in out
+
+
+def test_pipeline_throughput_tiny(tmp_path):
+    out = run_script("pipeline_throughput.py", "--cohort_dir", str(tmp_path), "--spacing", "6",
+                     "--subjects", "1", "--size", "16", "--filters", "2", "--kernel", "3",
+                     "--batch_size", "2", "--batches", "2", "--steps", "1", "--runs", "3")
+    last_ratio(out, "pipeline/training")
+    assert "slices/s" in out
+
+
+def test_xla_training_step_tiny():
+    out = run_script("xla_training_step.py", "--models", "infinet", "--size2d", "16",
+                     "--filters", "2", "--steps", "1", "--runs", "3")
+    last_ratio(out, "xla/no_xla")
+    assert "GPU half: not available" in out and "infinet" in out
