@@ -92,6 +92,48 @@ def timed_calls(models, clock):
         m.predict_on_batch = call
 
 
+def profile_layers(args, hw, peak):
+    """Per-layer profile of one QuickNAT at slice size ``hw``, batch ``--batch_size``.
+
+    Each layer with weights (dense blocks, bottleneck, classifier) is timed alone as a
+    ``tf.function`` on a random input of the shape it sees in the model (best of 3), next to
+    its conv FLOPs, and the whole model is timed the same way. Returns (rows, whole_s, sum_s).
+    """
+    import tensorflow as tf
+
+    from tfneuro.models.quicknat import quicknat
+
+    b = args.batch_size
+    model = quicknat(args.classes, input_shape=hw + (1,), filters=args.filters,
+                     kernel_size=args.kernel)
+
+    def best(fn, x):
+        fn(x)
+        ts = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            fn(x).numpy()
+            ts.append(time.perf_counter() - t0)
+        return min(ts)
+
+    rows, total = [], 0.0
+    for layer in model.layers:
+        if not layer.weights:
+            continue
+        shp = tuple(layer.input.shape[1:])
+        x = tf.random.uniform((b,) + shp)
+        t = best(tf.function(lambda v, lay=layer: lay(v, training=False)), x)
+        gflop = 2 * keras_conv_macs(layer, x[:1]) * b / 1e9
+        total += t
+        rows.append([layer.name, "x".join(map(str, (b,) + shp)), fmt(t, 3), fmt(gflop, 1),
+                     fmt(gflop / t, 1), fmt(100 * gflop / t / peak, 1)])
+    whole = best(tf.function(lambda v: model(v, training=False)),
+                 tf.random.uniform((b,) + hw + (1,)))
+    for r in rows:
+        r.insert(3, fmt(100 * float(r[2]) / total, 1))
+    return rows, whole, total
+
+
 def memory_child(args):
     """Fresh process: tfneuro's 3-view inference once on ``--shape``; prints peak RSS."""
     from tfneuro.inference import predict_volume_views
@@ -124,6 +166,8 @@ def main(argv=None):
     p.add_argument("--memory_shape", default="256,256,256",
                    help="shape of the fresh-process peak-RSS run ('none' skips it)")
     p.add_argument("--peak_n", type=int, default=4096, help="matmul size of the peak measurement")
+    p.add_argument("--profile", type=int, default=1,
+                   help="per-layer profile of the axial tfneuro model (one batch per layer)")
     p.add_argument("--memory_child", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.memory_child:
@@ -245,6 +289,15 @@ def main(argv=None):
     per_slice_ratio = (t_tf / sum(tf_slices)) / (t_mo / sum(mo_slices))
     print(f"per computed slice ratio tfneuro/monai: {per_slice_ratio:.3f}")
     print(f"load average: start of timing see per-run lines, end {load_end}")
+    if args.profile:
+        hw = (shape[0], shape[1])
+        rows_p, whole, total = profile_layers(args, hw, peak)
+        print()
+        print(f"profile (axial model, {hw[0]}x{hw[1]}, batch {args.batch_size}; each layer "
+              f"timed alone in a tf.function, best of 3; load {load_average()}):")
+        print(table(rows_p, ["layer", "input", "s", "% of layer sum", "conv GFLOP", "GFLOP/s",
+                             "% matmul peak"]))
+        print(f"sum of layers {total:.3f} s, whole model {whole:.3f} s per batch")
 
     if args.memory_shape.lower() != "none":
         mshape = parse_shape(args.memory_shape)
