@@ -21,6 +21,10 @@ _EXPORTS = {
     "fill_holes": "postprocess",
     # sliding_window.py: 3D models over whole volumes
     "sliding_window_predict": "sliding_window",
+    # memory.py: peak-memory estimates and the budget check before whole-volume inference
+    "MemoryBudgetError": "memory",
+    "check_memory": "memory",
+    "available_memory": "memory",
     # bridging.py: NEC-NET in-slice gap bridging (paper 000 eq. 1)
     "bridge_gaps": "bridging",
     "necnet_postprocess": "bridging",
