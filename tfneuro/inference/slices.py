@@ -181,7 +181,8 @@ def _check_batch_size(batch_size):
 
 def predict_slices(model, volume, axis, *, batch_size: int = 16, input_kind: str | None = None,
                    skip_empty: bool = True, num_classes: int | None = None,
-                   out: np.ndarray | None = None, weight: float = 1.0) -> np.ndarray:
+                   out: np.ndarray | None = None, weight: float = 1.0,
+                   memory_budget=None) -> np.ndarray:
     """Slice-wise prediction of a whole volume along one axis.
 
     Args:
@@ -196,10 +197,14 @@ def predict_slices(model, volume, axis, *, batch_size: int = 16, input_kind: str
         out: optional float32 ``[X, Y, Z, K]`` array to ACCUMULATE into (``out += weight *
             probs``), for in-place view aggregation; when None a new array is returned.
         weight: multiplier for the accumulated probabilities.
+        memory_budget: peak-memory budget checked before any model call
+            (:mod:`tfneuro.inference.memory`; default ``$TFNEURO_MEMORY_BUDGET`` or 80 % of
+            available RAM; ``"off"`` disables). Raises ``MemoryBudgetError`` when exceeded.
 
     Returns:
         ``[X, Y, Z, K]`` float32 probabilities (``out`` itself when given).
     """
+    in_dtype = getattr(volume, "dtype", np.float64)
     vol = _check_volume(volume)
     axis = _check_axis(axis)
     batch_size = _check_batch_size(batch_size)
@@ -208,6 +213,13 @@ def predict_slices(model, volume, axis, *, batch_size: int = 16, input_kind: str
     if num_classes is None:
         num_classes = model.outputs[0].shape[-1]
     shape = vol.shape[:3] + (num_classes,)
+    from tfneuro.inference import memory
+
+    memory.check_memory(lambda: memory.estimate_slices_bytes(
+        {axis: model}, vol.shape, batch_size=batch_size, num_classes=num_classes,
+        kinds={axis: kind}, input_dtype=in_dtype, new_output=out is None), memory_budget,
+        what=f"slice inference on a {'x'.join(map(str, vol.shape))} volume",
+        advice=memory.slices_advice(batch_size))
     if out is None:
         out = np.zeros(shape, dtype=np.float32)
     elif out.shape != shape:
@@ -230,7 +242,8 @@ def predict_slices(model, volume, axis, *, batch_size: int = 16, input_kind: str
 
 def predict_volume_views(models: dict, volume, *, weights: dict | None = None,
                          return_uncertainty: bool = False, batch_size: int = 16,
-                         input_kind: str | dict | None = None, skip_empty: bool = True):
+                         input_kind: str | dict | None = None, skip_empty: bool = True,
+                         memory_budget=None):
     """View aggregation: weighted mean of per-view probability volumes.
 
     InfiNet (paper 003, section 2.2): "the generated volume-level probability maps are
@@ -252,6 +265,8 @@ def predict_volume_views(models: dict, volume, *, weights: dict | None = None,
         batch_size: slices per model call.
         input_kind: None (inferred per model), one kind, or ``{view: kind}``.
         skip_empty: skip slices outside the volume's nonzero bounding box.
+        memory_budget: as :func:`predict_slices` (checked once, for all views, before any
+            model call).
 
     Returns:
         ``probs`` float32 ``[X, Y, Z, K]``, or ``(probs, uncertainty float32 [X, Y, Z])``.
@@ -269,6 +284,7 @@ def predict_volume_views(models: dict, volume, *, weights: dict | None = None,
     total = float(sum(float(weights[v]) for v in models))
     if total <= 0:
         raise InputError("weights", "weights sum to 0")
+    in_dtype = getattr(volume, "dtype", np.float64)
     vol = _check_volume(volume)
     batch_size = _check_batch_size(batch_size)
     kinds = {v: resolve_input_kind(m, input_kind.get(v) if isinstance(input_kind, dict) else input_kind)
@@ -279,6 +295,14 @@ def predict_volume_views(models: dict, volume, *, weights: dict | None = None,
     for v, m in models.items():
         _check_kind_channels(kinds[v], vol.shape[-1], m)
     k = next(iter(nclasses.values()))
+    from tfneuro.inference import memory
+
+    memory.check_memory(lambda: memory.estimate_slices_bytes(
+        {VIEW_AXES[v]: m for v, m in models.items()}, vol.shape, batch_size=batch_size,
+        num_classes=k, kinds={VIEW_AXES[v]: kinds[v] for v in models}, input_dtype=in_dtype,
+        uncertainty=return_uncertainty), memory_budget,
+        what=f"{len(models)}-view slice inference on a {'x'.join(map(str, vol.shape))} volume",
+        advice=memory.slices_advice(batch_size, len(models)))
     probs = np.zeros(vol.shape[:3] + (k,), dtype=np.float32)
     view_labels = {}
     for view, model in models.items():
@@ -300,7 +324,7 @@ def predict_volume_views(models: dict, volume, *, weights: dict | None = None,
         else:
             predict_slices(model, vol, VIEW_AXES[view], batch_size=batch_size,
                            input_kind=kinds[view], skip_empty=skip_empty, num_classes=k,
-                           out=probs, weight=w)
+                           out=probs, weight=w, memory_budget="off")
     if not return_uncertainty:
         return probs
     agg = np.argmax(probs, axis=-1)
