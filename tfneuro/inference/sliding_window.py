@@ -106,7 +106,7 @@ def _select_output(pred, output_key):
 
 def sliding_window_predict(model, volume, window=(96, 96, 96), overlap=0.5, blend="gaussian",
                            batch_size=1, skip_empty=True, sigma_scale=0.125,
-                           output_key="segmentation", num_classes=None):
+                           output_key="segmentation", num_classes=None, memory_budget=None):
     """Predict a whole volume with a 3D model by blended sliding windows.
 
     Args:
@@ -124,6 +124,9 @@ def sliding_window_predict(model, volume, window=(96, 96, 96), overlap=0.5, blen
         output_key: output to use when the model returns a dict (AgeU-Net).
         num_classes: K; only needed when every window is skipped and the model's output shape
             does not tell K.
+        memory_budget: peak-memory budget checked before any work
+            (:mod:`tfneuro.inference.memory`; default ``$TFNEURO_MEMORY_BUDGET`` or 80 % of
+            available RAM; ``"off"`` disables). Raises ``MemoryBudgetError`` when exceeded.
 
     Returns:
         float32 array ``[X, Y, Z, K]``: blended probabilities (see the module docstring for
@@ -151,6 +154,20 @@ def sliding_window_predict(model, volume, window=(96, 96, 96), overlap=0.5, blen
     if blend == "gaussian" and not float(sigma_scale) > 0:
         raise InputError("sigma_scale", f"must be > 0, got {sigma_scale!r}")
     batch_size = int(batch_size)
+    from tfneuro.inference import memory
+
+    def _estimate():
+        try:
+            k = int(num_classes or model.outputs[0].shape[-1])
+        except (AttributeError, IndexError, TypeError):
+            k = 2
+        return memory.estimate_sliding_window_bytes(model, volume.shape, window,
+                                                    batch_size=batch_size, num_classes=k,
+                                                    input_dtype=volume.dtype)
+
+    memory.check_memory(_estimate, memory_budget,
+                        what=f"sliding-window inference on a {'x'.join(map(str, volume.shape))} volume",
+                        advice=memory.sliding_window_advice(batch_size, window))
 
     shape = volume.shape[:3]
     channels = volume.shape[3]
