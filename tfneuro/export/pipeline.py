@@ -24,7 +24,8 @@ from tfneuro.errors import InputError
 from tfneuro.utils.atomic import atomic_path
 
 __all__ = ["Segmenter", "load_segmenter", "SegmentationResult", "segment_images",
-           "label_volumes", "write_outputs", "load_images", "check_modalities", "load_inputs", "check_output_paths", "qc_figure"]
+           "label_volumes", "write_outputs", "load_images", "check_modalities", "load_inputs", "check_output_paths", "qc_figure",
+           "check_memory"]
 
 
 @dataclasses.dataclass
@@ -171,6 +172,25 @@ def load_inputs(segmenter: Segmenter, paths: list, names: list) -> list:
     """:func:`check_modalities`, then :func:`load_images`."""
     check_modalities(segmenter, paths, names)
     return load_images(paths, names)
+
+
+def check_memory(segmenter: Segmenter, imgs: list, memory_budget=None, source=None) -> None:
+    """Refuse (``MemoryBudgetError``) a subject whose conformed volume would exceed the memory
+    budget (:mod:`tfneuro.inference.memory`), from its header and the model's metadata."""
+    from tfneuro.inference import memory
+    from tfneuro.io.conform import plan_conform
+
+    c, meta = segmenter.meta["conform"], segmenter.meta
+    spacing = c["spacing"][0] if len(set(c["spacing"])) == 1 else c["spacing"]
+    shape = plan_conform(imgs[0].shape, imgs[0].affine, spacing, c["orientation"],
+                         c.get("multiple", 16)).conformed_shape
+    module = getattr(segmenter, "_module", None)
+    memory.check_memory(lambda: memory.estimate_segment_volume_bytes(
+        meta, shape, variables=getattr(segmenter.fn, "variables", None),
+        models=getattr(module, "models", None)), memory_budget, source=source or segmenter.source,
+        what=f"segmenting a volume conformed to {'x'.join(map(str, shape))} at {spacing} mm",
+        advice=["re-export the model with a smaller batch_size", "a coarser conform spacing",
+                f"or raise the budget (--memory_budget or {memory.ENV_VAR}, e.g. '16GB')"])
 
 
 def segment_images(segmenter: Segmenter, imgs: list, *, probabilities: bool = False) -> SegmentationResult:
