@@ -46,6 +46,8 @@ flags.DEFINE_string("cohort", None, "Batch mode: cohort CSV (columns subject, t1
 flags.DEFINE_string("output_dir", None, "Batch mode: directory for per-subject outputs.")
 flags.DEFINE_bool("save_probabilities", False, "Batch mode: also write <subject>_probabilities.nii.gz.")
 flags.DEFINE_bool("save_qc", False, "Batch mode: also write <subject>_qc.png.")
+flags.DEFINE_string("memory_budget", None, "Peak-memory budget per subject: bytes, '8GB', a fraction "
+                    "of available RAM ('0.5') or 'off' (default: $TFNEURO_MEMORY_BUDGET or 80%).")
 flags.DEFINE_bool("unsafe", False, "Allow .keras models containing arbitrary Python (Lambda layers).")
 flags.DEFINE_string("label_scheme", "tissue4", ".keras models only: label scheme of the model's classes.")
 flags.DEFINE_float("spacing", 1.0, ".keras models only: conform spacing in mm.")
@@ -80,6 +82,7 @@ def _single():
     imgs = pipeline.load_images(paths, names)  # validate inputs before the (slow) model load
     seg = _segmenter()
     pipeline.check_modalities(seg, paths, names)
+    pipeline.check_memory(seg, imgs, FLAGS.memory_budget, source=FLAGS.input)
     result = pipeline.segment_images(seg, imgs, probabilities=bool(FLAGS.probabilities))
     written = pipeline.write_outputs(result, output=FLAGS.output, probabilities=FLAGS.probabilities,
                                      volumes_csv=FLAGS.volumes_csv, qc_png=FLAGS.qc_png,
@@ -130,6 +133,7 @@ def _cohort():
             if empty:
                 raise InputError(FLAGS.cohort, f"subject {s}: no {', '.join(empty)} image")
             imgs = pipeline.load_inputs(seg, paths, mods)
+            pipeline.check_memory(seg, imgs, FLAGS.memory_budget, source=paths[0])
             result = pipeline.segment_images(seg, imgs, probabilities=FLAGS.save_probabilities)
             pipeline.write_outputs(result, output=plans[s]["--output"],
                                    probabilities=plans[s]["--probabilities"],
