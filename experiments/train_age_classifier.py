@@ -71,6 +71,14 @@ def define_flags():
                          "al.: 64).", lower_bound=1)
 
 
+def save_model(model, path):
+    """Save the trained network for inference (architecture + all weights, no compile state:
+    a .keras file holding tfneuro's losses/optimizer would need them registered to load)."""
+    clone = model.__class__.from_config(model.get_config())  # uncompiled (clone_model compiles)
+    clone.set_weights(model.get_weights())
+    return exp.save_keras_model(clone, path)
+
+
 # --- helpers shared with gradcam_age.py (plain functions of explicit arguments) --------------
 
 def age_group(age_months) -> int:
@@ -131,6 +139,8 @@ def classifier_input(row, modality, pad_to, mask=None, mask_column="skull"):
 
 def load_skull_model(path, unsafe=False):
     """Load a NEC-NET .keras model and check it takes one channel (a stage-1 model)."""
+    import tfneuro.losses  # noqa: F401  (registers the losses of a compiled NEC-NET model)
+    import tfneuro.training.recipes  # noqa: F401  (and its optimizers)
     from tfneuro.export.pipeline import load_keras_model
 
     if not os.path.isfile(path):
@@ -229,7 +239,7 @@ def main(argv):
                           "correct": pred == truth})
     for k, g in enumerate(AGE_GROUPS_MONTHS):
         table[f"p_{g}m"] = probs[:, k]
-    exp.save_keras_model(model, outputs["model.keras"])
+    save_model(model, outputs["model.keras"])
     from tfneuro.utils.atomic import atomic_write_text
 
     atomic_write_text(outputs["classifier.json"], json.dumps({

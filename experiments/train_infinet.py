@@ -71,6 +71,14 @@ flags.DEFINE_integer("steps_per_epoch", None, "Batches per epoch (default: all s
 flags.DEFINE_boolean("distances", False, "Also compute HD95 and MSD (paper 003 reports Dice).")
 
 
+def save_model(model, path):
+    """Save the trained network for inference (architecture + all weights, no compile state:
+    a .keras file holding tfneuro's losses/optimizer would need them registered to load)."""
+    clone = model.__class__.from_config(model.get_config())  # uncompiled (clone_model compiles)
+    clone.set_weights(model.get_weights())
+    return exp.save_keras_model(clone, path)
+
+
 def _check_flags():
     bad = [v for v in FLAGS.views if v not in VIEWS]
     if bad or not FLAGS.views or len(set(FLAGS.views)) != len(FLAGS.views):
@@ -155,7 +163,7 @@ def _train_one(name, view, train, pad_to, num_classes, scheme, strategy, config,
     print(f"[{name}] {exp.resume_note(run_dir, FLAGS.resume)}, {steps} steps per epoch")
     fit(model, train_ds, epochs=FLAGS.epochs, out_dir=run_dir, resume=FLAGS.resume, seed=seed,
         steps_per_epoch=steps, strategy=strategy, tensorboard=FLAGS.tensorboard)
-    exp.save_keras_model(model, os.path.join(run_dir, "model.keras"))
+    save_model(model, os.path.join(run_dir, "model.keras"))
     return model
 
 

@@ -88,6 +88,14 @@ flags.DEFINE_integer("steps_per_epoch", None, "Batches per epoch (default: one p
 flags.DEFINE_boolean("distances", True, "Also compute HD95 and MSD (mm) per subject.")
 
 
+def save_model(model, path):
+    """Save the trained network for inference (architecture + all weights, no compile state:
+    a .keras file holding tfneuro's losses/optimizer would need them registered to load)."""
+    clone = model.__class__.from_config(model.get_config())  # uncompiled (clone_model compiles)
+    clone.set_weights(model.get_weights())
+    return exp.save_keras_model(clone, path)
+
+
 def _check_flags():
     if FLAGS.model not in MODELS:
         exp.check_model_name(FLAGS.model, modalities=(FLAGS.modality,))  # unknown name first
@@ -198,7 +206,7 @@ def _train_stage(stage, strategy, config, train_rows, out, priors=None):
     history = fit(model, train_ds, epochs=FLAGS.epochs, out_dir=stage_dir, resume=FLAGS.resume,
                   seed=seed, steps_per_epoch=FLAGS.steps_per_epoch, strategy=strategy,
                   tensorboard=FLAGS.tensorboard)
-    exp.save_keras_model(model, os.path.join(stage_dir, "model.keras"))
+    save_model(model, os.path.join(stage_dir, "model.keras"))
     return model, history
 
 

@@ -87,6 +87,14 @@ flags.DEFINE_boolean("mrbrains_grouping", False, "Evaluate after paper 004's MRB
 flags.DEFINE_boolean("distances", True, "Compute HD95 and MSD (paper 004 reports them).")
 
 
+def save_model(model, path):
+    """Save the trained network for inference (architecture + all weights, no compile state:
+    a .keras file holding tfneuro's losses/optimizer would need them registered to load)."""
+    clone = model.__class__.from_config(model.get_config())  # uncompiled (clone_model compiles)
+    clone.set_weights(model.get_weights())
+    return exp.save_keras_model(clone, path)
+
+
 def _check_flags():
     from tfneuro.io.labels import GROUPINGS, get_scheme
 
@@ -122,7 +130,7 @@ def _build(strategy, num_classes):
             if weights != "imagenet":
                 raise
             raise InputError("--weights", f"cannot get the ImageNet VGG16 weights "
-                                          f"({str(e).splitlines()[0][:160]}); pass --weights none "
+                                          f"({str(e).splitlines()[0][:300]}); pass --weights none "
                                           "or a local VGG16(include_top=False) weights file") from e
 
 
@@ -197,7 +205,7 @@ def main(argv):
           f"-> {lr:.3g} per-pixel-mean lr ({pixels} pixels per slice)")
     fit(model, slices, epochs=epochs, out_dir=run_dir, resume=FLAGS.resume, seed=seed,
         steps_per_epoch=steps, strategy=strategy, tensorboard=FLAGS.tensorboard)
-    exp.save_keras_model(model, paths["model.keras"])
+    save_model(model, paths["model.keras"])
 
     tables = []
     regroup = "mrbrains13" if FLAGS.mrbrains_grouping else None

@@ -1,0 +1,292 @@
+"""End-to-end tests of the paper-000/003/004 experiment scripts (run as subprocesses).
+
+train_necnet.py, train_age_classifier.py, gradcam_age.py, train_infinet.py, train_vgg_fcn.py:
+each runs with tiny flags on a tiny synthetic cohort and its outputs are checked against values
+computed here independently (Dice from the written masks, age groups from the ages, channel
+means from skimage's equalisation); each rejects bad input with one ``error:`` line, exit 2,
+and leaves no output.
+"""
+
+import os
+import subprocess
+import sys
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+GROUPS = (12, 18, 24, 36, 48, 60)
+
+
+def run(script, *args, timeout=600):
+    env = dict(os.environ, TFNEURO_PROGRESS="0", TF_CPP_MIN_LOG_LEVEL="2",
+               CUDA_VISIBLE_DEVICES="")
+    return subprocess.run([sys.executable, os.path.join(ROOT, "experiments", script), *args],
+                          capture_output=True, text=True, env=env, timeout=timeout)
+
+
+def assert_ok(proc):
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def assert_one_error(proc, *words):
+    assert proc.returncode == 2, (proc.returncode, proc.stderr[-2000:])
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    for w in words:
+        assert w in lines[0], lines[0]
+
+
+def dice(a, b):
+    a, b = np.asarray(a) > 0, np.asarray(b) > 0
+    return 2.0 * np.logical_and(a, b).sum() / (a.sum() + b.sum())
+
+
+@pytest.fixture(scope="module")
+def cohort(synth_cohort_csv):
+    df = pd.read_csv(synth_cohort_csv)
+    base = os.path.dirname(synth_cohort_csv)
+    return synth_cohort_csv, df, base
+
+
+@pytest.fixture(scope="module")
+def age_cohort_csv(tmp_path_factory):
+    """6 subjects at 4 mm, three at 12 and three at 60 months (two ANOVA groups)."""
+    from tfneuro.data.synth import make_cohort
+
+    out = tmp_path_factory.mktemp("age_cohort")
+    make_cohort(out, 6, ages=(11.0, 12.0, 14.0, 55.0, 60.0, 60.0), spacing=4.0, seed=1,
+                show_progress=False)
+    return str(out / "cohort.csv")
+
+
+# --- NEC-NET ---------------------------------------------------------------------------------
+
+def test_necnet_cascade_end_to_end(cohort, tmp_path):
+    csv, df, base = cohort
+    out = tmp_path / "necnet"
+    proc = run("train_necnet.py", f"--cohort={csv}", f"--out={out}", "--epochs=1",
+               "--patch_size=16", "--window=16", "--base_filters=4", "--depth=2",
+               "--patches_per_volume=2", "--theta=4", "--cascade")
+    assert_ok(proc)
+    res = pd.read_csv(out / "results.csv")
+    for col in ("subject", "stage", "postprocess", "dice", "precision", "hd95_mm", "msd_mm"):
+        assert col in res.columns
+    test = df[df["split"] == "test"]
+    assert set(res["stage"]) == {1, 2}
+    assert set(res["postprocess"]) == {"none", "lcc+bridge"}
+    assert set(res["subject"]) == set(test["subject"])
+    assert res["dice"].between(0, 1).all()
+    # the written stage-1 mask: input grid and affine, 0/1, and its Dice equals the CSV's
+    for _, row in test.iterrows():
+        t1 = nib.load(os.path.join(base, row["t1"]))
+        mask = nib.load(out / "stage1" / "masks" / f"{row['subject']}_necnet.nii.gz")
+        assert mask.shape == t1.shape
+        np.testing.assert_allclose(mask.affine, t1.affine, atol=1e-5)
+        m = np.asarray(mask.dataobj)
+        assert set(np.unique(m)) <= {0, 1}
+        ref = np.asarray(nib.load(os.path.join(base, row["skull"])).dataobj)
+        got = res[(res["subject"] == row["subject"]) & (res["stage"] == 1)
+                  & (res["postprocess"] == "lcc+bridge")]["dice"].item()
+        assert got == pytest.approx(dice(ref, m), abs=1e-9)
+    assert (out / "stage1" / "model.keras").is_file()
+    assert (out / "stage2" / "model.keras").is_file()
+    assert "mean Dice:" in proc.stdout.strip().splitlines()[-1]
+
+
+def test_necnet_bad_input_leaves_nothing(cohort, tmp_path):
+    csv, df, _ = cohort
+    out = tmp_path / "o"
+    assert_one_error(run("train_necnet.py", f"--cohort={csv}", f"--out={out}",
+                         "--model=vnet"), "--model", "vnet")
+    assert_one_error(run("train_necnet.py", f"--cohort={csv}", f"--out={out}",
+                         "--model=quicknat"), "--model")
+    assert_one_error(run("train_necnet.py", f"--cohort={csv}", f"--out={out}",
+                         "--window=20"), "--window")
+    # a cohort without the skull column (paths absolute so the copy elsewhere stays valid)
+    base = os.path.dirname(csv)
+    bad = df.drop(columns=["skull"]).copy()
+    for c in ("t1", "t2", "label", "mask"):
+        bad[c] = [os.path.join(base, p) for p in bad[c]]
+    bad_csv = tmp_path / "noskull.csv"
+    bad.to_csv(bad_csv, index=False)
+    assert_one_error(run("train_necnet.py", f"--cohort={bad_csv}", f"--out={out}"),
+                     str(bad_csv), "skull")
+    assert not out.exists()
+
+
+# --- age classifier and Grad-CAM -------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def age_run(age_cohort_csv, tmp_path_factory):
+    out = tmp_path_factory.mktemp("age") / "run"
+    proc = run("train_age_classifier.py", f"--cohort={age_cohort_csv}", f"--out={out}",
+               "--epochs=1", "--base_filters=4")
+    assert_ok(proc)
+    return out, proc
+
+
+def test_age_classifier_results(age_run, age_cohort_csv):
+    out, proc = age_run
+    res = pd.read_csv(out / "results.csv")
+    df = pd.read_csv(age_cohort_csv)
+    test = df[df["split"] == "test"]
+    assert list(res["subject"]) == list(test["subject"])
+    # nearest paper-000 group, computed here
+    want = [min(GROUPS, key=lambda g: (abs(g - a), g)) for a in test["age_months"]]
+    assert list(res["true_group_months"]) == want
+    probs = res[[f"p_{g}m" for g in GROUPS]].to_numpy()
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-4)
+    pred = np.asarray(GROUPS)[probs.argmax(axis=1)]
+    assert list(res["predicted_group_months"]) == list(pred)
+    assert list(res["correct"]) == list(pred == np.asarray(want))
+    acc = float(proc.stdout.strip().splitlines()[-1].split(":")[1])
+    assert acc == pytest.approx(res["correct"].mean(), abs=1e-4)
+    assert (out / "model.keras").is_file() and (out / "classifier.json").is_file()
+
+
+def test_gradcam_age_outputs(age_run, tmp_path):
+    from scipy import stats
+
+    out_cls, _ = age_run
+    out = tmp_path / "gradcam"
+    proc = run("gradcam_age.py", f"--classifier={out_cls}", f"--out={out}")
+    assert_ok(proc)
+    per = pd.read_csv(out / "gradcam_subjects.csv")
+    assert len(per) == 6 and per["in_anova"].all()
+    assert sorted(set(per["age_group_months"])) == [12, 60]
+    table = pd.read_csv(out / "gradcam_table4.csv")
+    assert list(table.columns) == ["Age group", "12m", "60m", "F", "p value"]
+    samples = [per[per["age_group_months"] == g]["heatmap_percentile"].to_numpy() for g in (12, 60)]
+    with np.errstate(all="ignore"):
+        f, p = stats.f_oneway(*samples)
+    np.testing.assert_allclose([table["F"][0], table["p value"][0]], [f, p], equal_nan=True)
+    mean12 = samples[0].mean()
+    assert table["12m"][0].startswith(f"{mean12:.4f}")
+    png = out / "gradcam_mean_by_age.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    import matplotlib.image as mpimg
+
+    img = mpimg.imread(png)
+    assert img.shape[0] > 300 and img.shape[1] > 600
+
+
+def test_age_scripts_bad_input(age_cohort_csv, tmp_path):
+    out = tmp_path / "o"
+    assert_one_error(run("train_age_classifier.py", f"--cohort={age_cohort_csv}", f"--out={out}",
+                         "--model=resnet3d_34"), "--model", "resnet3d_34")
+    assert_one_error(run("train_age_classifier.py", f"--cohort={age_cohort_csv}", f"--out={out}",
+                         "--model=unet3d"), "--model")
+    assert_one_error(run("gradcam_age.py", f"--classifier={tmp_path / 'missing'}",
+                         f"--cohort={age_cohort_csv}", f"--out={out}"), "--classifier")
+    assert not out.exists()
+
+
+# --- InfiNet / U-Net baselines ---------------------------------------------------------------
+
+def test_infinet_views_aggregated(cohort, tmp_path):
+    csv, df, base = cohort
+    out = tmp_path / "infinet"
+    proc = run("train_infinet.py", f"--cohort={csv}", f"--out={out}", "--epochs=1",
+               "--filters=4", "--steps_per_epoch=1", "--batch_size=4", "--views=axial,coronal")
+    assert_ok(proc)
+    res = pd.read_csv(out / "results.csv")
+    assert set(res["method"]) == {"axial", "coronal", "aggregated"}
+    assert set(res["name"]) == {"CSF", "GM", "WM"}
+    assert res["dice"].between(0, 1).all()
+    test = df[df["split"] == "test"].iloc[0]
+    lab = np.asarray(nib.load(os.path.join(base, test["label"])).dataobj)
+    for k, name in ((1, "CSF"), (2, "GM"), (3, "WM")):
+        rows = res[(res["name"] == name) & (res["subject"] == test["subject"])]
+        assert (rows["reference_voxels"] == int((lab == k).sum())).all()
+    for view in ("axial", "coronal"):
+        assert (out / view / "model.keras").is_file()
+    assert "mean Dice (aggregated):" in proc.stdout
+
+
+def test_unet2d_double_arm_bootstrap(cohort, tmp_path):
+    csv, _, _ = cohort
+    out = tmp_path / "unet"
+    proc = run("train_infinet.py", f"--cohort={csv}", f"--out={out}", "--model=unet2d",
+               "--arms=2", "--epochs=1", "--filters=4", "--depth=2", "--steps_per_epoch=1",
+               "--batch_size=4", "--views=sagittal", "--bootstrap=2")
+    assert_ok(proc)
+    res = pd.read_csv(out / "results.csv")
+    assert set(res["method"]) == {"sagittal"}
+    assert set(res["model"]) == {"unet2d_2arm"} and set(res["ensemble"]) == {2}
+    for b in ("b00", "b01"):
+        assert (out / f"sagittal_{b}" / "model.keras").is_file()
+
+
+def test_infinet_bad_input(cohort, tmp_path):
+    csv, df, base = cohort
+    out = tmp_path / "o"
+    assert_one_error(run("train_infinet.py", f"--cohort={csv}", f"--out={out}",
+                         "--modalities=t1"), "--modalities", "2")
+    assert_one_error(run("train_infinet.py", f"--cohort={csv}", f"--out={out}",
+                         "--model=unet2d", "--arms=2", "--modalities=t1"), "--modalities")
+    assert_one_error(run("train_infinet.py", f"--cohort={csv}", f"--out={out}",
+                         "--views=axial,oblique"), "--views")
+    # a missing image file is named
+    bad = df.copy()
+    for c in ("t1", "t2", "label", "mask", "skull"):
+        bad[c] = [os.path.join(base, p) for p in bad[c]]
+    missing = os.path.join(base, "nope_T2w.nii.gz")
+    bad.loc[0, "t2"] = missing
+    bad_csv = tmp_path / "missing.csv"
+    bad.to_csv(bad_csv, index=False)
+    assert_one_error(run("train_infinet.py", f"--cohort={bad_csv}", f"--out={out}"), missing)
+    assert not out.exists()
+
+
+# --- VGG16 FCN (paper 004) -------------------------------------------------------------------
+
+def test_vgg_fcn_end_to_end_channel_mean(cohort, tmp_path):
+    from skimage import exposure
+
+    csv, df, base = cohort
+    out = tmp_path / "vgg"
+    proc = run("train_vgg_fcn.py", f"--cohort={csv}", f"--out={out}", "--weights=none",
+               "--epochs=1", "--steps_per_epoch=1", "--batch_size=2")
+    assert_ok(proc)
+    res = pd.read_csv(out / "results.csv")
+    assert set(res["postprocess"]) == {"none", "paper004"}
+    assert res["dice"].between(0, 1).all()
+    assert {"hd95_mm", "msd_mm"} <= set(res.columns)
+    # the stored channel mean = mean of the (n-1, n, n+1) axial stacks of the histogram-
+    # equalised, centre-padded training T2 volumes, computed here from the definition
+    shapes = np.array([nib.load(os.path.join(base, p)).shape for p in df["t1"]])
+    pad = [int(-(-s // 16) * 16) for s in shapes.max(axis=0)]
+    sums, count = np.zeros(3), 0
+    for p in df[df["split"] == "train"]["t2"]:
+        v = exposure.equalize_hist(np.asarray(nib.load(os.path.join(base, p)).dataobj,
+                                              np.float32))
+        full = np.zeros(pad)
+        lo = [(t - s) // 2 for t, s in zip(pad, v.shape)]
+        full[lo[0]:lo[0] + v.shape[0], lo[1]:lo[1] + v.shape[1], lo[2]:lo[2] + v.shape[2]] = v
+        total = full.sum()
+        sums += [total - full[..., -1].sum(), total, total - full[..., 0].sum()]
+        count += full.size
+    import keras
+
+    import tfneuro.models.vgg_fcn  # noqa: F401  (registers ChannelMeanSubtract)
+    from tfneuro.export.pipeline import load_keras_model
+
+    model = load_keras_model(str(out / "model.keras"))
+    stored = keras.ops.convert_to_numpy(model.get_layer("channel_mean").mean_weight)
+    np.testing.assert_allclose(stored, sums / count, rtol=1e-4)
+
+
+def test_vgg_fcn_bad_input(cohort, tmp_path):
+    csv, _, _ = cohort
+    out = tmp_path / "o"
+    assert_one_error(run("train_vgg_fcn.py", f"--cohort={csv}", f"--out={out}",
+                         f"--weights={tmp_path / 'vgg.h5'}"), "--weights")
+    assert_one_error(run("train_vgg_fcn.py", f"--cohort={csv}", f"--out={out}",
+                         "--weights=none", "--mrbrains_grouping"), "--mrbrains_grouping")
+    assert_one_error(run("train_vgg_fcn.py", f"--cohort={csv}", f"--out={out}",
+                         "--modality=t1,t2"), "--modality")
+    assert not out.exists()
