@@ -87,6 +87,9 @@ def _confusion_png(matrix, names, path, title):
 def main(argv):
     if len(argv) > 1:
         raise InputError("command line", f"unexpected arguments {argv[1:]}")
+    from tfneuro.training.experiment import quiet_logs
+
+    quiet_logs()
     if not FLAGS.pretrained:
         raise InputError("--pretrained", "is required (a .keras model, e.g. from train_quicknat.py)")
     if not os.path.isfile(FLAGS.pretrained):

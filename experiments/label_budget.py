@@ -44,12 +44,7 @@ flags.DEFINE_list("allocations", ["random", "sagittal", "coronal", "axial"],
                   "Budget allocations to run (paper 002's four).")
 flags.DEFINE_float("fraction", 1.0 / 3.0, "Share of slices labelled per volume (paper 002: 1/3).")
 flags.DEFINE_string("model", "res_unet3d", "Registered 3D segmentation model.")
-flags.DEFINE_list("modalities", ["t1", "t2"], "Cohort image columns used as channels.")
-flags.DEFINE_integer("base_filters", 32, "Channels of the first level (paper 002: 32).", lower_bound=1)
-flags.DEFINE_integer("depth", 5, "Resolution levels incl. the bottleneck (paper 002: 5).", lower_bound=3)
-flags.DEFINE_list("patch_size", ["96", "96", "96"], "Training patch and inference window size.")
-flags.DEFINE_integer("patches_per_volume", 4, "Patches per unit per epoch.", lower_bound=1)
-flags.DEFINE_bool("distances", True, "Compute HD95 and MSD in the results.")
+ex.define_unet3d_flags()
 
 ALLOCATIONS = ("random", "sagittal", "coronal", "axial")
 
@@ -89,11 +84,7 @@ def main(argv):
     spec = ex.check_model_name(FLAGS.model, modalities=mods, tasks=("segmentation",))
     if spec.ndim != 3:
         raise InputError("--model", f"{FLAGS.model!r} is not a 3D segmentation model")
-    try:
-        patch = tuple(int(p) for p in FLAGS.patch_size)
-    except ValueError:
-        raise InputError("--patch_size", f"{FLAGS.patch_size}: not integers") from None
-    patch = ex.check_pad_multiple(patch, 2 ** (FLAGS.depth - 1))
+    patch = ex.patch_size_from_flags()
     config = tflags.config_from_flags()
     seed = ex.seed_value()
     out = ex.check_out_dir(FLAGS.out, [FLAGS.cohort] if FLAGS.cohort else [])

@@ -21,8 +21,8 @@ Steps (each with a progress bar; about 5-8 minutes on a 2-core CPU at the defaul
 Departures from paper 001, for speed on a CPU (flags restore the paper's values):
 ``--filters 16`` (paper: 64; 16 makes a training step ~13x cheaper, measured), one view
 (``--views axial``; the paper trains and aggregates three), Adam at 1e-3 for 12 epochs
-(paper 001: 5e-5 for 50 epochs when pre-training), Dice + cross-entropy loss without the
-boundary/median-frequency weights, slices without any tissue skipped.
+(paper 001: 5e-5 for 50 epochs when pre-training), Dice + median-frequency weighted
+cross-entropy without the boundary weight, slices without any tissue skipped.
 """
 
 from __future__ import annotations
@@ -82,6 +82,12 @@ def _check_flags():
     if os.path.realpath(sm) == os.path.realpath(out) or \
             os.path.realpath(out).startswith(os.path.realpath(sm) + os.sep):
         raise InputError("--saved_model", f"{FLAGS.saved_model} would replace the output directory")
+    from tfneuro.training.loop import latest_checkpoint
+
+    for v in FLAGS.views:
+        if not FLAGS.resume and latest_checkpoint(os.path.join(out, f"train_{v}")):
+            raise InputError("--out", f"{out} already holds a training run; pass --resume to "
+                                      "continue it or choose another output directory")
     return out, sm
 
 
@@ -91,18 +97,22 @@ def _train_view(view, train_df, pad_to, out, strategy, config):
     from tfneuro.data import slice_dataset
     from tfneuro.losses import DiceCELoss
     from tfneuro.models import get
-    from tfneuro.training.loop import epoch_seed, fit
+    from tfneuro.training.experiment import class_weights_from_cohort
+    from tfneuro.training.loop import fit
 
+    # paper 001's loss: median-frequency weighted cross-entropy + Dice
+    ce_weight = class_weights_from_cohort(train_df, 4, SCHEME)
     with strategy.scope():
         model = get("quicknat", num_classes=4, input_shape=(None, None, len(MODALITIES)),
                     filters=FLAGS.filters)
-        model.compile(optimizer=keras.optimizers.Adam(FLAGS.learning_rate), loss=DiceCELoss(),
-                      **config.compile_kwargs())
+        model.compile(optimizer=keras.optimizers.Adam(FLAGS.learning_rate),
+                      loss=DiceCELoss(ce_weight=ce_weight), **config.compile_kwargs())
 
-    def train_ds(epoch):
-        return slice_dataset(train_df, axis=view, modalities=MODALITIES, scheme=SCHEME,
+    # one dataset for all epochs: decoded volumes cached in memory, reshuffled every epoch
+    # (a resumed run continues correctly but not bit-exactly; see tfneuro.training.loop)
+    train_ds = slice_dataset(train_df, axis=view, modalities=MODALITIES, scheme=SCHEME,
                              pad_to=pad_to, drop_empty=True, batch_size=FLAGS.batch_size,
-                             seed=epoch_seed(FLAGS.seed, epoch), cache=False)
+                             seed=FLAGS.seed, cache=True)
 
     print(f"training quicknat ({view}, {FLAGS.filters} filters, {FLAGS.epochs} epochs)")
     hist = fit(model, train_ds, epochs=FLAGS.epochs, out_dir=os.path.join(out, f"train_{view}"),
@@ -114,10 +124,10 @@ def _train_view(view, train_df, pad_to, out, strategy, config):
 def main(argv):
     if len(argv) > 1:
         raise InputError("command line", f"unexpected arguments {argv[1:]}")
-    t0 = time.time()
-    from absl import logging
+    from tfneuro.training.experiment import quiet_logs
 
-    logging.set_verbosity(logging.WARNING)  # TF's SavedModel INFO lines drown the summary
+    quiet_logs()
+    t0 = time.time()
     out, sm = _check_flags()
     config = tflags.config_from_flags()
     if FLAGS.seed is None:

@@ -103,6 +103,7 @@ def make_aux_cohort(df, out, seed):
 def main(argv):
     if len(argv) > 1:
         raise InputError("command line", f"unexpected arguments {argv[1:]}")
+    ex.quiet_logs()
     bad = [v for v in FLAGS.views if v not in VIEWS]
     if bad or not FLAGS.views or len(set(FLAGS.views)) != len(FLAGS.views):
         raise InputError("--views", f"{FLAGS.views}: give distinct views from {list(VIEWS)}")
@@ -133,8 +134,6 @@ def main(argv):
     outputs.update({f"quicknat_{v}.keras": os.path.join(out, f"quicknat_{v}.keras") for v in FLAGS.views})
     ex.check_outputs(outputs, files)
 
-    import keras
-
     from tfneuro.data import slice_dataset
     from tfneuro.data.cohort import select_split
     from tfneuro.models import get
@@ -156,6 +155,9 @@ def main(argv):
     models, tables = {}, []
     for view in FLAGS.views:
         run_dir = os.path.join(out, view)
+        from tfneuro.training.loop import list_checkpoints
+
+        done = list_checkpoints(run_dir)[-1][0] if FLAGS.resume and list_checkpoints(run_dir) else 0
         print(f"[{view}] {ex.resume_note(run_dir, FLAGS.resume)}")
 
         def train_ds(epoch, view=view):
@@ -175,7 +177,7 @@ def main(argv):
         hist = fit(model, train_ds, epochs=FLAGS.epochs, out_dir=run_dir, resume=FLAGS.resume,
                    seed=seed, steps_per_epoch=steps, tensorboard=FLAGS.tensorboard,
                    strategy=strategy)
-        print(f"[{view}] trained epochs {int(hist['epoch'].min()) + 1}-{int(hist['epoch'].max()) + 1}; "
+        print(f"[{view}] trained epochs {done + 1}-{FLAGS.epochs}; "
               f"final loss {hist['loss'].iloc[-1]:.4f}")
         ex.save_keras_model(model, outputs[f"quicknat_{view}.keras"])
         models[view] = model

@@ -50,14 +50,7 @@ flags.DEFINE_list("strategies", ["none", "shallow", "medium", "deep", "full", "s
                   "Strategies to compare (paper 002's six).")
 flags.DEFINE_float("age_split", None, "Source = older than this (months); target = the rest. "
                    "Default: the median age.")
-flags.DEFINE_list("modalities", ["t1", "t2"], "Cohort image columns used as channels (paper 002: T1, T2).")
-flags.DEFINE_integer("base_filters", 32, "Channels of the first level (paper 002 / DynUNet: 32).",
-                     lower_bound=1)
-flags.DEFINE_integer("depth", 5, "Resolution levels incl. the bottleneck (paper 002: 5).",
-                     lower_bound=3)
-flags.DEFINE_list("patch_size", ["96", "96", "96"], "Training patch and inference window size.")
-flags.DEFINE_integer("patches_per_volume", 4, "Patches per volume per epoch.", lower_bound=1)
-flags.DEFINE_bool("distances", True, "Compute HD95 and MSD in the results.")
+ex.define_unet3d_flags()
 
 STRATEGIES = ("none", "shallow", "medium", "deep", "full", "scratch")
 
@@ -79,12 +72,7 @@ def main(argv):
     spec = ex.check_model_name(FLAGS.model, modalities=mods, tasks=("segmentation",))
     if spec.ndim != 3:
         raise InputError("--model", f"{FLAGS.model!r} is not a 3D segmentation model (res_unet3d, unet3d)")
-    try:
-        patch = tuple(int(p) for p in FLAGS.patch_size)
-    except ValueError:
-        raise InputError("--patch_size", f"{FLAGS.patch_size}: not integers") from None
-    mult = 2 ** (FLAGS.depth - 1) if FLAGS.model == "res_unet3d" else 2 ** (FLAGS.depth - 1)
-    patch = ex.check_pad_multiple(patch, mult)
+    patch = ex.patch_size_from_flags()
     if FLAGS.pretrained:
         if not os.path.isfile(FLAGS.pretrained):
             raise InputError(FLAGS.pretrained, "pre-trained model not found")

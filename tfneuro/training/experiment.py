@@ -451,7 +451,6 @@ def build_segmentation_3d(name: str, num_classes: int, n_channels: int, *, base_
     """Build and compile a registered 3D segmentation model (res_unet3d / unet3d) with a paper
     recipe's optimizer and :func:`segmentation_loss`."""
     from tfneuro.models import get
-    from tfneuro.training.recipes import make_optimizer
 
     with strategy.scope():
         model = get(name, num_classes=num_classes, input_shape=(None, None, None, n_channels),
@@ -470,3 +469,45 @@ def compile_3d(model, *, steps_per_epoch: int, epochs: int, learning_rate, compi
                                            epochs=epochs, learning_rate=learning_rate),
                   loss=segmentation_loss(model), **(compile_kwargs or {}))
     return model
+
+
+def class_weights_from_cohort(df, num_classes: int, scheme=None, column: str = "label"):
+    """Median-frequency class weights (QuickNAT, paper 001 / Roy et al.) over the label maps
+    of a cohort (``tfneuro.losses.cross_entropy.median_frequency_weights``)."""
+    from tfneuro.io import get_scheme, load_volume
+    from tfneuro.losses.cross_entropy import median_frequency_weights
+
+    maps = []
+    for p in df[column]:
+        raw = np.asanyarray(load_volume(p, kind="label").dataobj)
+        maps.append(get_scheme(scheme).remap(raw, source=p) if scheme else np.rint(raw).astype(np.int64))
+    return [float(w) for w in median_frequency_weights(maps, num_classes)]
+
+
+def define_unet3d_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
+    """Flags of the paper-002 3D experiments: ``--modalities`` (t1,t2), ``--base_filters``
+    (32), ``--depth`` (5), ``--patch_size`` (96,96,96), ``--patches_per_volume`` (4) and
+    ``--distances`` (once per process)."""
+    if "patch_size" in flag_values:
+        return
+    fv = flag_values
+    flags.DEFINE_list("modalities", ["t1", "t2"], "Cohort image columns used as channels "
+                      "(paper 002: T1, T2).", flag_values=fv)
+    flags.DEFINE_integer("base_filters", 32, "Channels of the first level (paper 002 / "
+                         "DynUNet: 32).", lower_bound=1, flag_values=fv)
+    flags.DEFINE_integer("depth", 5, "Resolution levels incl. the bottleneck (paper 002: 5).",
+                         lower_bound=3, flag_values=fv)
+    flags.DEFINE_list("patch_size", ["96", "96", "96"], "Training patch and inference window "
+                      "size (multiples of 2**(depth-1)).", flag_values=fv)
+    flags.DEFINE_integer("patches_per_volume", 4, "Patches per volume per epoch.",
+                         lower_bound=1, flag_values=fv)
+    flags.DEFINE_bool("distances", True, "Compute HD95 and MSD in the results.", flag_values=fv)
+
+
+def patch_size_from_flags(flag_values: flags.FlagValues = flags.FLAGS) -> tuple:
+    """``--patch_size`` as three ints, checked against ``2 ** (--depth - 1)``."""
+    try:
+        patch = tuple(int(p) for p in flag_values["patch_size"].value)
+    except ValueError:
+        raise InputError("--patch_size", f"{flag_values['patch_size'].value}: not integers") from None
+    return check_pad_multiple(patch, 2 ** (int(flag_values["depth"].value) - 1))

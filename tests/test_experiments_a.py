@@ -1,0 +1,327 @@
+"""End-to-end runs of experiments/{quickstart, train_quicknat, finetune_quicknat,
+transfer_strategies, label_budget, train_neonatal_unet, evaluate}.py with tiny flags, as real
+subprocesses, plus one bad-input case per script (one ``error:`` line, non-zero exit, nothing
+written) and ``--resume`` continuing an interrupted run.
+
+Values are checked against numbers computed here from the written files (Dice by its
+definition, volumes from voxel counts), not against the scripts' own code."""
+
+import os
+import subprocess
+import sys
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ENV = dict(os.environ, TFNEURO_PROGRESS="0", TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
+TINY_2D = ["--epochs", "1", "--steps_per_epoch", "1", "--batch_size", "4", "--notensorboard"]
+TINY_3D = ["--epochs", "1", "--batch_size", "1", "--base_filters", "2", "--depth", "3",
+           "--patch_size", "16,16,16", "--patches_per_volume", "1", "--notensorboard",
+           "--nodistances"]
+
+
+def run(script, *args, timeout=600):
+    return subprocess.run([sys.executable, os.path.join(REPO, "experiments", script), *map(str, args)],
+                          capture_output=True, text=True, env=ENV, cwd=REPO, timeout=timeout)
+
+
+def ok(proc):
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout
+
+
+def error_line(proc):
+    """The single ``error:`` line of a refused run (no traceback without --verbose)."""
+    assert proc.returncode != 0
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    return lines[0]
+
+
+def dice(a, b, k):
+    a, b = a == k, b == k
+    return 2.0 * np.logical_and(a, b).sum() / (a.sum() + b.sum())
+
+
+def cohort_csv(csv):
+    return pd.read_csv(csv, keep_default_na=False)
+
+
+def write_cohort_variant(src_csv, dst_dir, change):
+    """Copy a cohort CSV with absolute paths into dst_dir after ``change(df)``."""
+    df = cohort_csv(src_csv)
+    base = os.path.dirname(src_csv)
+    for c in ("t1", "t2", "label", "mask", "skull"):
+        df[c] = [os.path.join(base, p) if p else p for p in df[c]]
+    df = change(df)
+    os.makedirs(dst_dir, exist_ok=True)
+    path = os.path.join(dst_dir, "cohort.csv")
+    df.to_csv(path, index=False)
+    return path
+
+
+# ----------------------------------------------------------------------------- quickstart
+def test_quickstart_tiny(tmp_path):
+    out, sm = tmp_path / "qs", tmp_path / "sm"
+    stdout = ok(run("quickstart.py", "--out", out, "--saved_model", sm, "--subjects", 3,
+                    "--spacing", 4, "--epochs", 1, "--filters", 4, "--notensorboard"))
+    last = stdout.strip().splitlines()[-1]
+    assert last.startswith("mean Dice: ")
+    assert os.path.isfile(sm / "saved_model.pb")
+    res = pd.read_csv(out / "results.csv")
+    assert {"subject", "name", "dice", "precision", "hd95_mm", "msd_mm"} <= set(res.columns)
+    assert list(res["name"]) == ["CSF", "GM", "WM"] * res["subject"].nunique()
+    cohort = cohort_csv(out / "cohort" / "cohort.csv")
+    test = cohort[cohort["split"] == "test"].iloc[0]
+    seg = nib.load(out / f"{test['subject']}_labels.nii.gz")
+    ref = nib.load(out / "cohort" / test["label"])
+    t1 = nib.load(out / "cohort" / test["t1"])
+    # label map in the input's space: exactly the T1's shape and affine
+    assert seg.shape == t1.shape and np.allclose(seg.affine, t1.affine)
+    s, r = np.asarray(seg.dataobj).astype(int), np.asarray(ref.dataobj).astype(int)
+    mine = [dice(r, s, k) if (r == k).any() or (s == k).any() else 1.0 for k in (1, 2, 3)]
+    np.testing.assert_allclose(res.loc[res["subject"] == test["subject"], "dice"], mine, atol=1e-6)
+    assert float(last.split(":")[1]) == pytest.approx(res["dice"].mean(), abs=1e-4)
+    vol = pd.read_csv(out / f"{test['subject']}_volumes.csv")
+    voxel_ml = abs(np.linalg.det(seg.affine[:3, :3])) / 1000
+    assert list(vol["name"]) == ["background", "CSF", "GM", "WM"]
+    np.testing.assert_allclose(vol["volume_ml"], [(s == k).sum() * voxel_ml for k in range(4)])
+    with open(out / f"{test['subject']}_qc.png", "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_quickstart_bad_input_writes_nothing(tmp_path):
+    out = tmp_path / "qs"
+    line = error_line(run("quickstart.py", "--out", out, "--views", "axial,sideways",
+                          "--saved_model", tmp_path / "sm"))
+    assert "--views" in line
+    assert not out.exists() and not (tmp_path / "sm").exists()
+    afile = tmp_path / "a.txt"
+    afile.write_text("x")
+    line = error_line(run("quickstart.py", "--out", afile, "--saved_model", tmp_path / "sm"))
+    assert "--out" in line and "not a directory" in line
+    assert afile.read_text() == "x"
+
+
+# ----------------------------------------------------------------------------- QuickNAT 001
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory, synth_cohort_csv):
+    """train_quicknat on k-means auxiliary labels, 2 epochs then --resume to 3."""
+    out = tmp_path_factory.mktemp("tq") / "run"
+    args = ["--cohort", synth_cohort_csv, "--out", out, "--views", "axial", "--filters", 4,
+            "--steps_per_epoch", 1, "--batch_size", 4, "--notensorboard", "--nodistances"]
+    first = ok(run("train_quicknat.py", *args, "--epochs", 2))
+    assert "starting at epoch 1" in first
+    ckpt1 = out / "axial" / "checkpoints" / "epoch-000002" / "state.json"
+    mtime = os.path.getmtime(ckpt1)
+    second = ok(run("train_quicknat.py", *args, "--epochs", 3, "--resume"))
+    return out, first, second, mtime
+
+
+def test_train_quicknat_and_resume(pretrained, synth_cohort_csv):
+    out, first, second, mtime = pretrained
+    assert "trained epochs 1-2" in first
+    # the resumed run trains epoch 3 only
+    assert "resuming after epoch 2" in second and "trained epochs 3-3" in second
+    ckpt2 = out / "axial" / "checkpoints" / "epoch-000002" / "state.json"
+    assert os.path.getmtime(ckpt2) == mtime  # epoch 2 was not redone
+    assert (out / "axial" / "checkpoints" / "epoch-000003" / "state.json").is_file()
+    log = pd.read_csv(out / "axial" / "training_log.csv")
+    assert list(log["epoch"]) == [0, 1, 2]
+    assert (out / "quicknat_axial.keras").is_file()
+    res = pd.read_csv(out / "results.csv")
+    assert set(res["name"]) == {"aux_dark", "aux_mid", "aux_bright"}
+    assert res["dice"].between(0, 1).all() and res["precision"].between(0, 1).all()
+    # the auxiliary labels are k-means clusters ordered by mean T1 intensity inside the mask
+    cohort = cohort_csv(synth_cohort_csv)
+    row = cohort.iloc[0]
+    base = os.path.dirname(synth_cohort_csv)
+    aux = np.asarray(nib.load(out / "aux_labels" / f"{row['subject']}_aux.nii.gz").dataobj)
+    t1 = np.asarray(nib.load(os.path.join(base, row["t1"])).dataobj)
+    mask = np.asarray(nib.load(os.path.join(base, row["mask"])).dataobj) > 0
+    assert set(np.unique(aux[mask])) == {1, 2, 3} and not aux[~mask].any()
+    means = [t1[aux == k].mean() for k in (1, 2, 3)]
+    assert means[0] < means[1] < means[2]
+
+
+def test_train_quicknat_unknown_model(tmp_path, synth_cohort_csv):
+    out = tmp_path / "run"
+    line = error_line(run("train_quicknat.py", "--cohort", synth_cohort_csv, "--out", out,
+                          "--model", "quicknet"))
+    assert "--model" in line and "quicknet" in line
+    assert not out.exists()
+
+
+def test_finetune_quicknat(pretrained, tmp_path, synth_cohort_csv):
+    out = tmp_path / "ft"
+    stdout = ok(run("finetune_quicknat.py", "--cohort", synth_cohort_csv, "--out", out,
+                    "--pretrained", pretrained[0] / "quicknat_axial.keras", "--rates", "1e-3,1e-2",
+                    "--stage1_epochs", 1, "--folds", 2, *TINY_2D, "--nodistances"))
+    sweep = pd.read_csv(out / "lr_sweep.csv")
+    assert sorted(sweep["learning_rate"]) == [1e-3, 1e-2] and sweep["best"].sum() == 1
+    res = pd.read_csv(out / "results.csv")
+    assert list(res["fold"].unique()) == [1, 2] and set(res["name"]) == {"CSF", "GM", "WM"}
+    assert res["learning_rate"].nunique() == 1
+    assert res["learning_rate"].iloc[0] == sweep.loc[sweep["best"], "learning_rate"].iloc[0]
+    cm = pd.read_csv(out / "confusion_matrix.csv", index_col=0)
+    # the confusion matrix counts every voxel of the two left-out subjects exactly once
+    cohort = cohort_csv(synth_cohort_csv)
+    base = os.path.dirname(synth_cohort_csv)
+    n = sum(np.prod(nib.load(os.path.join(base, p)).shape) for p in cohort["label"][:2])
+    assert cm.to_numpy().sum() == n
+    # and its row sums are the reference class counts
+    ref = sum(np.bincount(np.asarray(nib.load(os.path.join(base, p)).dataobj).astype(int).ravel(),
+                          minlength=4) for p in cohort["label"][:2])
+    np.testing.assert_array_equal(cm.to_numpy().sum(axis=1), ref)
+    with open(out / "confusion_matrix.png", "rb") as f:
+        assert f.read(4) == b"\x89PNG"
+    assert stdout.strip().splitlines()[-1].startswith("mean Dice: ")
+
+
+def test_finetune_missing_pretrained(tmp_path, synth_cohort_csv):
+    out = tmp_path / "ft"
+    line = error_line(run("finetune_quicknat.py", "--cohort", synth_cohort_csv, "--out", out,
+                          "--pretrained", tmp_path / "nope.keras"))
+    assert "nope.keras" in line and "not found" in line
+    assert not out.exists()
+
+
+# ----------------------------------------------------------------------------- paper 002
+def test_transfer_strategies(tmp_path, synth_cohort_csv):
+    cohort = cohort_csv(synth_cohort_csv)
+    # target = the youngest subjects, up to the first that completes a train + val/test pair
+    order = cohort.sort_values("age_months")
+    seen = set()
+    for _, r in order.iterrows():
+        seen.add(r["split"] == "train")
+        if seen == {True, False}:
+            split_age = r["age_months"]
+            break
+    if split_age >= order["age_months"].max():
+        pytest.skip("fixture splits leave no source subject")
+    out = tmp_path / "tr"
+    ok(run("transfer_strategies.py", "--cohort", synth_cohort_csv, "--out", out, "--age_split",
+           split_age, "--source_epochs", 1, "--strategies", "none,shallow,full,scratch", *TINY_3D))
+    table = pd.read_csv(out / "strategies.csv")
+    assert list(table["strategy"]) == ["none", "shallow", "full", "scratch"]
+    p = dict(zip(table["strategy"], table["trainable_params"]))
+    assert p["none"] == 0 and 0 < p["shallow"] < p["full"] == p["scratch"]
+    assert table["mean_dice"].between(0, 1).all()
+    assert (out / "source.keras").is_file()
+
+
+def test_transfer_strategies_missing_column(tmp_path, synth_cohort_csv):
+    bad = write_cohort_variant(synth_cohort_csv, tmp_path / "in", lambda d: d.drop(columns=["age_months"]))
+    out = tmp_path / "tr"
+    line = error_line(run("transfer_strategies.py", "--cohort", bad, "--out", out))
+    assert bad in line and "age_months" in line
+    assert not out.exists()
+
+
+def test_label_budget(tmp_path, synth_cohort_csv):
+    out = tmp_path / "lb"
+    ok(run("label_budget.py", "--cohort", synth_cohort_csv, "--out", out, "--full_epochs", 1,
+           "--allocations", "axial,random", *TINY_3D))
+    table = pd.read_csv(out / "table3.csv")
+    assert list(table["condition"]) == ["Axial", "Random", "Full"]
+    n_train = (cohort_csv(synth_cohort_csv)["split"] == "train").sum()
+    # paper 002: a 1/3 budget triples the training units
+    assert list(table["units"]) == [3 * n_train, 3 * n_train, n_train]
+    for col in ("val_mean_dsc", "val_mean_dsc_no_bg", "test_mean_dsc", "test_mean_dsc_no_bg"):
+        assert table[col].between(0, 1).all()
+    res = pd.read_csv(out / "results.csv")
+    assert 0 in set(res["label"])  # "mean DSC" includes background, as in Table 3
+    # no-BG column = mean over the foreground rows, recomputed here
+    fg = res[(res["label"] != 0) & (res["condition"] == "full") & (res["split"] == "test")]
+    assert table.loc[2, "test_mean_dsc_no_bg"] == pytest.approx(fg["dice"].mean())
+
+
+def test_label_budget_missing_file(tmp_path, synth_cohort_csv):
+    gone = str(tmp_path / "in" / "missing_dseg.nii.gz")
+    bad = write_cohort_variant(synth_cohort_csv, tmp_path / "in",
+                               lambda d: d.assign(label=[gone] + list(d["label"][1:])))
+    out = tmp_path / "lb"
+    line = error_line(run("label_budget.py", "--cohort", bad, "--out", out))
+    assert "missing_dseg.nii.gz" in line and "not found" in line
+    assert not out.exists()
+
+
+def test_train_neonatal_unet_age_head(tmp_path, synth_cohort_csv):
+    out = tmp_path / "nu"
+    stdout = ok(run("train_neonatal_unet.py", "--cohort", synth_cohort_csv, "--out", out,
+                    "--age_head", "--noaugment", *TINY_3D))
+    assert (out / "model.keras").is_file()
+    res = pd.read_csv(out / "results.csv")
+    assert set(res["split"]) == {"val", "test"} and res["dice"].between(0, 1).all()
+    ages = pd.read_csv(out / "age.csv")
+    cohort = cohort_csv(synth_cohort_csv).set_index("subject")
+    np.testing.assert_allclose(ages["age_months"], cohort.loc[ages["subject"], "age_months"])
+    np.testing.assert_allclose(ages["absolute_error"],
+                               (ages["predicted_age_months"] - ages["age_months"]).abs())
+    assert "age MAE" in stdout
+
+
+def test_train_neonatal_unet_labels_outside_scheme(tmp_path, synth_cohort_csv):
+    cohort = cohort_csv(synth_cohort_csv)
+    base = os.path.dirname(synth_cohort_csv)
+    img = nib.load(os.path.join(base, cohort["label"][0]))
+    data = np.asarray(img.dataobj).copy()
+    data[data == 3] = 7  # not a tissue4 class
+    badlab = tmp_path / "in" / "bad_dseg.nii.gz"
+    os.makedirs(badlab.parent)
+    nib.save(nib.Nifti1Image(data, img.affine), badlab)
+    bad = write_cohort_variant(synth_cohort_csv, tmp_path / "in",
+                               lambda d: d.assign(label=[str(badlab)] + list(d["label"][1:])))
+    out = tmp_path / "nu"
+    line = error_line(run("train_neonatal_unet.py", "--cohort", bad, "--out", out))
+    assert "bad_dseg.nii.gz" in line
+    assert not out.exists()
+    # the output may not be an input file either
+    line = error_line(run("train_neonatal_unet.py", "--cohort", bad, "--out", bad))
+    assert "--out" in line
+
+
+# ----------------------------------------------------------------------------- evaluate
+def test_evaluate_against_hand_dice(tmp_path, synth_cohort_csv):
+    cohort = cohort_csv(synth_cohort_csv)
+    base = os.path.dirname(synth_cohort_csv)
+    pred_dir = tmp_path / "pred"
+    pred_dir.mkdir()
+    expected = {}
+    for s, p in zip(cohort["subject"], cohort["label"]):
+        img = nib.load(os.path.join(base, p))
+        ref = np.asarray(img.dataobj).astype(np.int16)
+        pred = ref.copy()
+        pred[ref == 1] = 2  # all CSF called GM
+        nib.save(nib.Nifti1Image(pred, img.affine), pred_dir / f"{s}_labels.nii.gz")
+        expected[s] = [dice(ref, pred, k) for k in (1, 2, 3)]
+    out = tmp_path / "eval.csv"
+    stdout = ok(run("evaluate.py", "--cohort", synth_cohort_csv, "--predictions_dir", pred_dir,
+                    "--output", out, "--summary", tmp_path / "summary.csv"))
+    res = pd.read_csv(out)
+    assert {"subject", "label", "name", "dice", "precision", "hd95_mm", "msd_mm"} <= set(res.columns)
+    for s, exp in expected.items():
+        np.testing.assert_allclose(res.loc[res["subject"] == s, "dice"], exp, atol=1e-9)
+    wm = res[res["name"] == "WM"]
+    assert (wm["hd95_mm"] == 0).all() and (wm["msd_mm"] == 0).all()  # WM untouched
+    assert np.isinf(res.loc[res["name"] == "CSF", "hd95_mm"]).all()  # CSF never predicted
+    assert float(stdout.strip().splitlines()[-1].split(":")[1]) == pytest.approx(res["dice"].mean(), abs=1e-4)
+
+
+def test_evaluate_refuses_output_over_input(tmp_path, synth_cohort_csv):
+    cohort = cohort_csv(synth_cohort_csv)
+    label = os.path.join(os.path.dirname(synth_cohort_csv), cohort["label"][0])
+    target = tmp_path / "copy.csv"
+    target.write_text("keep")
+    line = error_line(run("evaluate.py", "--cohort", synth_cohort_csv, "--prediction_column",
+                          "label", "--output", synth_cohort_csv))
+    assert "--output" in line and "overwrite" in line
+    before = open(label, "rb").read()
+    line = error_line(run("evaluate.py", "--cohort", synth_cohort_csv, "--predictions_dir",
+                          tmp_path / "nowhere", "--output", target))
+    assert "--predictions_dir" in line
+    assert target.read_text() == "keep" and open(label, "rb").read() == before
