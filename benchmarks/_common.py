@@ -143,6 +143,33 @@ def torch_conv_macs(net, x) -> int:
     return total[0] // int(x.shape[0])
 
 
+def torch_softmax(net):
+    """``net`` followed by a softmax over channels (dim 1), in eval mode (torch)."""
+    import torch
+
+    class WithSoftmax(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.net = inner
+
+        def forward(self, x):
+            return torch.softmax(self.net(x), dim=1)
+
+    return WithSoftmax(net).eval()
+
+
+def time_model_calls(model, clock):
+    """Wrap ``model.predict_on_batch`` so its seconds accumulate into ``clock[0]``."""
+    orig = model.predict_on_batch
+
+    def call(x):
+        t0 = time.perf_counter()
+        out = orig(x)
+        clock[0] += time.perf_counter() - t0
+        return out
+    model.predict_on_batch = call
+
+
 def peak_rss_mb() -> float:
     """Peak resident set size of this process so far (Linux ru_maxrss is in KiB), in MB."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e6

@@ -43,7 +43,8 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from _common import (alternate, fmt, keras_conv_macs, load_average, matmul_peak,  # noqa: E402
-                     median, mni_volume, parse_shape, peak_rss_mb, table, torch_conv_macs)
+                     median, mni_volume, parse_shape, peak_rss_mb, table, time_model_calls,
+                     torch_conv_macs, torch_softmax)
 
 import numpy as np  # noqa: E402
 
@@ -77,19 +78,6 @@ def warm_tfneuro(models, vol, args):
         sizes = {min(args.batch_size, n)} | ({n % args.batch_size} if n % args.batch_size else set())
         for b in sorted(s for s in sizes if s > 0):
             models[view].predict_on_batch(np.zeros((b,) + hw + (1,), np.float32))
-
-
-def timed_calls(models, clock):
-    """Wrap each model's predict_on_batch to accumulate model-call seconds into ``clock``."""
-    for m in models.values():
-        orig = m.predict_on_batch
-
-        def call(x, _orig=orig):
-            t0 = time.perf_counter()
-            out = _orig(x)
-            clock[0] += time.perf_counter() - t0
-            return out
-        m.predict_on_batch = call
 
 
 def profile_layers(args, hw, peak):
@@ -190,7 +178,8 @@ def main(argv=None):
     warm_tfneuro(models, vol, args)
     compile_s = time.perf_counter() - t0
     model_clock = [0.0]
-    timed_calls(models, model_clock)
+    for m in models.values():
+        time_model_calls(m, model_clock)
 
     def run_tfneuro():
         probs = predict_volume_views(models, vol, batch_size=args.batch_size,
@@ -198,15 +187,7 @@ def main(argv=None):
         assert probs.shape == shape + (args.classes,)
 
     # ---- MONAI side
-    class WithSoftmax(torch.nn.Module):
-        def __init__(self, net):
-            super().__init__()
-            self.net = net
-
-        def forward(self, x):
-            return torch.softmax(self.net(x), dim=1)
-
-    nets = [WithSoftmax(Quicknat(num_classes=args.classes, num_channels=1,
+    nets = [torch_softmax(Quicknat(num_classes=args.classes, num_channels=1,
                                  num_filters=args.filters, kernel_size=args.kernel,
                                  se_block="None", drop_out=0).eval()) for _ in VIEWS]
     inferers = []

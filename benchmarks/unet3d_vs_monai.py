@@ -39,7 +39,8 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from _common import (alternate, fmt, keras_conv_macs, load_average, matmul_peak,  # noqa: E402
-                     median, mni_volume, parse_shape, table, torch_conv_macs)
+                     median, mni_volume, parse_shape, table, time_model_calls,
+                     torch_conv_macs, torch_softmax)
 
 import numpy as np  # noqa: E402
 
@@ -83,14 +84,7 @@ def main(argv=None):
     model.predict_on_batch(np.zeros((args.batch_size,) + win + (1,), np.float32))
     compile_s = time.perf_counter() - t0
     clock = [0.0]
-    orig = model.predict_on_batch
-
-    def timed(x):
-        t = time.perf_counter()
-        out = orig(x)
-        clock[0] += time.perf_counter() - t
-        return out
-    model.predict_on_batch = timed
+    time_model_calls(model, clock)
 
     def run_tfneuro():
         out = sliding_window_predict(model, vol[..., None], window=win, overlap=args.overlap,
@@ -109,18 +103,10 @@ def main(argv=None):
     n_tf = len(corners)
 
     # ---- MONAI
-    class WithSoftmax(torch.nn.Module):
-        def __init__(self, net):
-            super().__init__()
-            self.net = net
-
-        def forward(self, x):
-            return torch.softmax(self.net(x), dim=1)
-
     unet = UNet(spatial_dims=3, in_channels=1, out_channels=args.classes,
                 channels=(b, 2 * b, 4 * b, 8 * b, 16 * b), strides=(1, 2, 2, 2),
                 num_res_units=2, act="RELU", norm="BATCH").eval()
-    net = WithSoftmax(unet).eval()
+    net = torch_softmax(unet)
     xt = torch.from_numpy(vol)[None, None]
     n_mo = len(dense_patch_slices(shape, win, _get_scan_interval(shape, win, 3, (args.overlap,) * 3)))
 

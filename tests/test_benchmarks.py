@@ -37,8 +37,8 @@ def last_ratio(out, label):
 
 
 def table_medians(out):
-    """{side: median} from the first markdown table's rows (column 2 = median)."""
-    rows = [s for s in out.splitlines() if s.startswith("| ") and not s.startswith("| side")]
+    """{side: median} from the comparison table's rows (column 2 = median)."""
+    rows = [s for s in out.splitlines() if s.startswith(("| tfneuro", "| MONAI"))]
     return {r.split("|")[1].strip(): float(r.split("|")[2]) for r in rows}
 
 
