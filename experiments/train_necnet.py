@@ -40,15 +40,14 @@ from absl import flags
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from tfneuro.errors import InputError  # noqa: E402
-from tfneuro.io.labels import LabelScheme  # noqa: E402
+from tfneuro.io.labels import get_scheme  # noqa: E402
 from tfneuro.training import experiment as exp  # noqa: E402
 from tfneuro.training import flags as tflags  # noqa: E402
 from tfneuro.utils.cli import run  # noqa: E402
 
 #: 2-class scheme of the neurocranium masks (paper 000: "the number of labels, which in our
 #: instance is 2"); files hold 0 (background) and 1 (neurocranium).
-NEUROCRANIUM = LabelScheme("neurocranium", ("background", "neurocranium"), {0: 0, 1: 1},
-                           "paper 000 neurocranium masks: 0 background, 1 skull")
+NEUROCRANIUM = get_scheme("neurocranium")
 MODELS = ("unet3d",)
 LOSSES = ("dice_ce", "dice", "ce")
 

@@ -8,7 +8,8 @@ from tfneuro.io.labels import GROUPINGS, LabelScheme, get_scheme, list_schemes, 
 
 
 def test_list_and_names():
-    assert list_schemes() == ["drawem87", "drawem9", "iseg2017", "mrbrains13", "neobrains12", "tissue4"]
+    assert list_schemes() == ["drawem87", "drawem9", "iseg2017", "mrbrains13", "neobrains12",
+                              "neurocranium", "tissue4"]
     assert get_scheme("tissue4").names == ("background", "CSF", "GM", "WM")
     assert get_scheme("drawem9").num_classes == 10
     d9 = get_scheme("drawem9").names

@@ -22,6 +22,8 @@ Schemes:
   cerebrospinal fluid (CSF')"), applied to the raw MRBrainS13 training labels (1 CoGM, 2 BGT,
   3 WM, 4 WML, 5 CSF, 6 Vent, 7 cerebellum, 8 brainstem). Cerebellum and brainstem become
   background, as in the challenge's own evaluation labels. Classes in tissue4 order.
+- ``neurocranium``: NEC-NET (paper 000) binary skull mask, 0 background, 1 neurocranium (the
+  synthetic cohort's ``skull`` files).
 
 :func:`regroup` converts class ids between schemes where a grouping is defined
 (``neobrains12 -> mrbrains13`` with the same grouping; ``iseg2017``/``mrbrains13`` ->
@@ -201,6 +203,8 @@ _SCHEMES = {
                               {0: 0, 1: 2, 2: 2, 3: 3, 4: 3, 5: 1, 6: 1, 7: 0, 8: 0},
                               "MRBrainS13 raw 1 CoGM,2 BGT,3 WM,4 WML,5 CSF,6 Vent,7 CB,8 BS grouped as in paper 004: "
                               "CoGM+BGT->GM, WM+WML->WM, Vent+CSF->CSF', CB and BS -> background"),
+    "neurocranium": LabelScheme("neurocranium", ("background", "neurocranium"), _identity(2),
+                                "NEC-NET (paper 000) binary neurocranium mask: 0 background, 1 skull"),
 }
 
 # class-id groupings between schemes: (source, target) -> {source class id: target class id}
