@@ -355,3 +355,31 @@ def test_plain_tensorflow_subprocess(views2d, tmp_path):
     vn = normalize.zscore(vol[..., 0])[..., None]
     ref = predict_volume_views(models, vn, weights={"axial": 0.4, "coronal": 0.4, "sagittal": 0.2})
     np.testing.assert_array_equal(labels, ref.argmax(-1))
+
+
+_LOAD_COMPILED = textwrap.dedent("""
+    import sys
+    from tfneuro.export.pipeline import load_keras_model
+    model = load_keras_model(sys.argv[1])
+    print(type(model.loss).__name__, type(model.optimizer).__name__, type(model).__name__)
+""")
+
+
+def test_compiled_tfneuro_model_loads_in_a_fresh_process(tmp_path):
+    # A .keras file that holds tfneuro's own loss, optimizer, schedule and a model-module layer
+    # (vgg_fcn's ChannelMeanSubtract is registered in tfneuro.models.vgg_fcn, not tfneuro.layers).
+    from tfneuro.losses import DiceCELoss
+    from tfneuro.models import get
+    from tfneuro.training.recipes import SGDL2
+    from tfneuro.training.schedules import PolyDecay
+
+    model = get("vgg16_fcn", num_classes=3, input_shape=(32, 32, 3), weights=None,
+                drop_coarsest=True)
+    model.compile(optimizer=SGDL2(learning_rate=PolyDecay(0.01, max_epochs=3), momentum=0.9,
+                                  nesterov=True, l2=1e-4), loss=DiceCELoss())
+    path = str(tmp_path / "compiled.keras")
+    model.save(path)
+    p = subprocess.run([sys.executable, "-c", _LOAD_COMPILED, path], capture_output=True,
+                       text=True, timeout=180)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert p.stdout.split()[-3:] == ["DiceCELoss", "SGDL2", "Functional"]

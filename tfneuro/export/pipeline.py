@@ -94,6 +94,27 @@ def load_segmenter(path, *, unsafe: bool = False, **export_kwargs) -> Segmenter:
     return seg
 
 
+def register_serializables() -> dict:
+    """Import every module that registers Keras objects, so any tfneuro ``.keras`` file loads.
+
+    Registration happens when a module is imported (``register_keras_serializable``): the
+    layers, every registered model's module (e.g. ``vgg_fcn.ChannelMeanSubtract``,
+    ``res_unet3d.DeepSupervisionModel``), and, for compiled models, the losses, the streaming
+    metric, the optimizers and the schedules. Returns the layers' ``custom_objects()``.
+    """
+    import importlib
+
+    import tfneuro.layers
+    from tfneuro.models import registry
+
+    for name in registry.list_models():
+        importlib.import_module(registry.spec(name).builder.split(":")[0])
+    for module in ("tfneuro.losses", "tfneuro.metrics.keras_metrics", "tfneuro.training.recipes",
+                   "tfneuro.training.schedules"):
+        importlib.import_module(module)
+    return tfneuro.layers.custom_objects()
+
+
 def load_keras_model(path, *, unsafe: bool = False):
     """``keras.saving.load_model(path, safe_mode=not unsafe)`` with tfneuro's layers registered.
 
@@ -103,12 +124,7 @@ def load_keras_model(path, *, unsafe: bool = False):
     """
     import keras
 
-    import tfneuro.layers
-
-    try:
-        custom = tfneuro.layers.custom_objects()
-    except Exception:  # noqa: BLE001 - a layer module that fails to import is not needed here
-        custom = {}
+    custom = register_serializables()
     try:
         return keras.saving.load_model(path, custom_objects=custom, safe_mode=not unsafe)
     except ValueError as e:
