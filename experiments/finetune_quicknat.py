@@ -120,9 +120,8 @@ def main(argv):
                                                "confusion_matrix.csv", "confusion_matrix.png")}
     ex.check_outputs(outs, files)
 
-    from tfneuro.export.pipeline import load_keras_model
 
-    pre = load_keras_model(FLAGS.pretrained, unsafe=FLAGS.unsafe)
+    pre = ex.load_model(FLAGS.pretrained, unsafe=FLAGS.unsafe)
     if len(pre.inputs[0].shape) != 4:
         raise InputError(FLAGS.pretrained, f"model {pre.name!r} is not a 2D slice model")
     ex.check_model_channels(pre, len(mods), "--modalities")
@@ -156,7 +155,7 @@ def main(argv):
                                  seed=epoch_seed(seed, epoch))
 
         with strategy.scope():
-            model = replace_classifier(load_keras_model(FLAGS.pretrained, unsafe=FLAGS.unsafe), k)
+            model = replace_classifier(ex.load_model(FLAGS.pretrained, unsafe=FLAGS.unsafe), k)
 
         def compile_fn(m, stage):
             m.compile(optimizer=keras.optimizers.Adam(rate), loss=ex.segmentation_loss(m),

@@ -43,6 +43,7 @@ flags.DEFINE_bool("age_head", False, "Train AgeU-Net: segmentation + age regress
 flags.DEFINE_float("age_weight", None, "λ of the age MSE (default 0.01, "
                    "tfneuro.models.res_unet3d.AGE_LOSS_WEIGHT).")
 ex.define_unet3d_flags()
+flags.DEFINE_bool("augment", True, "Spatial and intensity augmentation (paper 002).")
 
 
 def age_train_fn(df, *, patch, mods, scheme, seed, augment):

@@ -106,9 +106,8 @@ def main(argv):
             "source.keras": os.path.join(out, "source.keras")}
     ex.check_outputs(outs, files)
     if FLAGS.pretrained:
-        from tfneuro.export.pipeline import load_keras_model
 
-        pre = load_keras_model(FLAGS.pretrained, unsafe=FLAGS.unsafe)
+        pre = ex.load_model(FLAGS.pretrained, unsafe=FLAGS.unsafe)
         ex.check_model_classes(pre, k, FLAGS.pretrained, scheme)
         ex.check_model_channels(pre, len(mods), "--modalities")
 
@@ -143,12 +142,11 @@ def main(argv):
             tensorboard=FLAGS.tensorboard, strategy=strategy)
         pretrained = ex.save_keras_model(model, outs["source.keras"])
 
-    from tfneuro.export.pipeline import load_keras_model
 
     tables, rows = [], []
     for name in FLAGS.strategies:
         with strategy.scope():
-            model = load_keras_model(pretrained, unsafe=FLAGS.unsafe)
+            model = ex.load_model(pretrained, unsafe=FLAGS.unsafe)
             model = apply_strategy(model, name)
             ex.compile_3d(model, steps_per_epoch=steps(len(t_train)), epochs=FLAGS.epochs,
                           learning_rate=FLAGS.learning_rate, compile_kwargs=config.compile_kwargs())

@@ -511,3 +511,14 @@ def patch_size_from_flags(flag_values: flags.FlagValues = flags.FLAGS) -> tuple:
     except ValueError:
         raise InputError("--patch_size", f"{flag_values['patch_size'].value}: not integers") from None
     return check_pad_multiple(patch, 2 ** (int(flag_values["depth"].value) - 1))
+
+
+def load_model(path, *, unsafe: bool = False):
+    """Load a ``.keras`` model in safe mode (:func:`tfneuro.export.pipeline.load_keras_model`)
+    after importing :mod:`tfneuro.losses` and :mod:`tfneuro.models`, so models saved while
+    compiled with tfneuro losses (and DeepSupervisionModel wrappers) deserialise."""
+    import tfneuro.losses  # noqa: F401 - registers the losses in a compiled model's config
+    import tfneuro.models  # noqa: F401
+    from tfneuro.export.pipeline import load_keras_model
+
+    return load_keras_model(path, unsafe=unsafe)
