@@ -30,10 +30,13 @@ from absl import flags
 from tfneuro.errors import InputError, InputErrors
 from tfneuro.utils.atomic import atomic_path
 
-__all__ = ["define_experiment_flags", "seed_value", "check_out_dir", "input_files",
-           "check_outputs", "load_cohort", "check_model_name", "check_model_classes",
-           "cohort_shape", "spacing_of", "predict_volume", "evaluate_subjects",
-           "write_results", "print_summary", "mean_foreground_dice", "save_keras_model"]
+__all__ = ["define_experiment_flags", "define_unet3d_flags", "seed_value", "check_out_dir",
+           "input_files", "check_outputs", "load_cohort", "check_model_name",
+           "check_model_classes", "check_model_channels", "cohort_shape", "spacing_of",
+           "predict_volume", "evaluate_subjects", "mean_foreground_dice", "write_results",
+           "print_summary", "save_keras_model", "load_model", "segmentation_loss",
+           "resume_note", "check_pad_multiple", "patch_size_from_flags", "quiet_logs",
+           "patch_train_fn", "build_segmentation_3d", "compile_3d", "class_weights_from_cohort"]
 
 
 def define_experiment_flags(*, synth_subjects: int = 8, synth_spacing: float = 2.0,
@@ -76,9 +79,8 @@ def seed_value(flag_values: flags.FlagValues = flags.FLAGS, default: int = 0) ->
 def check_out_dir(out, inputs=(), flag: str = "--out") -> str:
     """Validate an output directory before any work; return its absolute path.
 
-    Refuses: no value, an existing non-directory, a directory that IS an input file, and a
-    directory equal to an input's own directory when ``inputs`` contain a directory (so
-    results never land among someone's data by accident).
+    Refuses: no value, an existing non-directory (or a parent that is a file), and a path
+    that IS one of ``inputs``. Missing parent directories are allowed (created on write).
 
     Args:
         out: the directory.
@@ -95,8 +97,10 @@ def check_out_dir(out, inputs=(), flag: str = "--out") -> str:
     if os.path.exists(path) and not os.path.isdir(path):
         raise InputError(flag, f"{out} exists and is not a directory")
     parent = os.path.dirname(path)
-    if not os.path.isdir(parent):
-        raise InputError(flag, f"parent directory {parent} does not exist")
+    while parent and not os.path.exists(parent):  # missing parents are created later
+        parent = os.path.dirname(parent)
+    if parent and not os.path.isdir(parent):
+        raise InputError(flag, f"{parent} (a parent of {out}) is not a directory")
     return path
 
 
