@@ -378,6 +378,7 @@ def test_bad_input_rejected(audit, key):
     script, case = key
     report = f"{script} {case}: rc={proc.returncode}\nargs={args}\n{proc.stderr[-1500:]}"
     errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+    print(f"AUDIT {script}::{case} rc={proc.returncode} {errors[0] if errors else '(no error line)'}")
     assert proc.returncode != 0, report
     assert len(errors) == 1, report
     line = errors[0]
