@@ -11,7 +11,8 @@ with plain ``tf.saved_model.load``, take one sequential reference call, then
    so per-thread allocator arenas and Eigen/oneDNN scratch buffers exist);
 2. RSS after warm-up (``psutil``), then ``--calls`` calls from ``--threads`` threads (a shared
    counter hands out call numbers), every result compared bit for bit with the reference
-   (labels AND probabilities), RSS sampled every 10 ms;
+   (labels AND probabilities), RSS sampled every 10 ms and recorded after every tenth of
+   the calls (``rss_trace``: does it level off or keep climbing?);
 3. RSS after the calls; growth = after - after warm-up (and the peak during the calls).
 
 Run from the repository root:
@@ -68,13 +69,15 @@ def run_load(fn, volume, reference, *, threads: int, calls: int, warmup: int) ->
     Returns:
         dict with ``mismatches`` (calls whose labels or probabilities differ from the
         reference in any bit), ``calls``, ``rss_warm``, ``rss_after``, ``rss_peak`` (bytes),
-        ``seconds``, ``errors`` (exceptions raised in threads, as text).
+        ``seconds``, ``errors`` (exceptions raised in threads, as text), ``rss_trace``
+        (``[(calls done, RSS)]`` every tenth of the calls).
     """
     import tensorflow as tf
 
     x = tf.constant(volume)
     lock = threading.Lock()
-    state = {"next": 0, "mismatch": 0, "done": 0, "errors": []}
+    state = {"next": 0, "mismatch": 0, "done": 0, "errors": [], "trace": []}
+    step = max(calls // 10, 1)
 
     def worker(total):
         while True:
@@ -94,6 +97,8 @@ def run_load(fn, volume, reference, *, threads: int, calls: int, warmup: int) ->
             with lock:
                 state["done"] += 1
                 state["mismatch"] += not same
+                if state["done"] % step == 0:
+                    state["trace"].append((state["done"], rss()))
 
     def load(total):
         state["next"] = 0
@@ -104,7 +109,7 @@ def run_load(fn, volume, reference, *, threads: int, calls: int, warmup: int) ->
             t.join()
 
     load(warmup)
-    state.update(mismatch=0, done=0)
+    state.update(mismatch=0, done=0, trace=[])
     import gc
 
     gc.collect()
@@ -127,7 +132,7 @@ def run_load(fn, volume, reference, *, threads: int, calls: int, warmup: int) ->
     gc.collect()
     return {"mismatches": state["mismatch"], "calls": state["done"], "rss_warm": rss_warm,
             "rss_after": rss(), "rss_peak": peak[0], "seconds": seconds,
-            "errors": state["errors"][:3]}
+            "errors": state["errors"][:3], "rss_trace": state["trace"]}
 
 
 def export_quicknat(path, *, filters, depth, views, num_classes=4, seed=0):
@@ -195,6 +200,8 @@ def main(argv=None):
           f"| {res['rss_warm'] / mb:.1f} MB | {res['rss_after'] / mb:.1f} MB "
           f"| {growth / mb:+.1f} MB ({res['growth_pct']:+.2f} %) | {res['rss_peak'] / mb:.1f} MB "
           f"| {res['seconds'] / max(res['calls'], 1):.3f} |")
+    trace = ", ".join(f"{n}: {(r - res['rss_warm']) / mb:+.0f}" for n, r in res["rss_trace"])
+    print(f"RSS growth after n calls (MB): {trace}")
     return 0 if res["mismatches"] == 0 and not res["errors"] else 1
 
 
