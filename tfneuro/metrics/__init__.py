@@ -2,26 +2,23 @@
 
 ``a`` is always the reference (manual) map and ``b`` the prediction; see
 :mod:`tfneuro.metrics.overlap` and :mod:`tfneuro.metrics.surface` for the exact definitions and
-the documented results for empty structures.
+the documented results for empty structures. Names are resolved lazily, so the numpy metrics
+(and ``experiments/evaluate.py``) do not import Keras/TensorFlow; only ``MeanDice`` does.
 """
 
-from tfneuro.metrics.keras_metrics import MeanDice
-from tfneuro.metrics.overlap import confusion_matrix, dice_score, precision_score
-from tfneuro.metrics.report import evaluation_table, summarize_table  # noqa: F401
-from tfneuro.metrics.surface import (
-    boundary,
-    directed_distances,
-    hausdorff_distance,
-    mean_surface_distance,
-)
+from tfneuro.utils.lazy import lazy_exports
 
-__all__ = [
-    "dice_score",
-    "precision_score",
-    "confusion_matrix",
-    "hausdorff_distance",
-    "mean_surface_distance",
-    "boundary",
-    "directed_distances",
-    "MeanDice",
-]
+_EXPORTS = {
+    "dice_score": "overlap",
+    "precision_score": "overlap",
+    "confusion_matrix": "overlap",
+    "hausdorff_distance": "surface",
+    "mean_surface_distance": "surface",
+    "boundary": "surface",
+    "directed_distances": "surface",
+    "evaluation_table": "report",
+    "summarize_table": "report",
+    "MeanDice": "keras_metrics",
+}
+
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)
