@@ -72,11 +72,8 @@ def define_flags():
 
 
 def save_model(model, path):
-    """Save the trained network for inference (architecture + all weights, no compile state:
-    a .keras file holding tfneuro's losses/optimizer would need them registered to load)."""
-    clone = model.__class__.from_config(model.get_config())  # uncompiled (clone_model compiles)
-    clone.set_weights(model.get_weights())
-    return exp.save_keras_model(clone, path)
+    """Save the trained network for inference: architecture and weights, no compile state."""
+    return exp.save_keras_model(model, path, compiled=False)
 
 
 # --- helpers shared with gradcam_age.py (plain functions of explicit arguments) --------------

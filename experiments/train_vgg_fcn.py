@@ -88,11 +88,8 @@ flags.DEFINE_boolean("distances", True, "Compute HD95 and MSD (paper 004 reports
 
 
 def save_model(model, path):
-    """Save the trained network for inference (architecture + all weights, no compile state:
-    a .keras file holding tfneuro's losses/optimizer would need them registered to load)."""
-    clone = model.__class__.from_config(model.get_config())  # uncompiled (clone_model compiles)
-    clone.set_weights(model.get_weights())
-    return exp.save_keras_model(clone, path)
+    """Save the trained network for inference: architecture and weights, no compile state."""
+    return exp.save_keras_model(model, path, compiled=False)
 
 
 def _check_flags():

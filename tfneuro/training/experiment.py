@@ -387,9 +387,18 @@ def print_summary(title: str, table: pd.DataFrame, columns=None, floatfmt: str =
     print(t.to_string(index=False, float_format=lambda v: floatfmt.format(v)))
 
 
-def save_keras_model(model, path) -> str:
-    """Save a ``.keras`` model atomically; return the path."""
+def save_keras_model(model, path, *, compiled: bool = True) -> str:
+    """Save a ``.keras`` model atomically; return the path.
+
+    ``compiled=False`` saves an uncompiled copy (architecture and weights only, no optimizer
+    state): the inference copy a segmentation or Grad-CAM run needs. ``keras.models.clone_model``
+    would re-compile the clone, so the copy is rebuilt from the config.
+    """
     path = os.fspath(path)
+    if not compiled:
+        clone = model.__class__.from_config(model.get_config())
+        clone.set_weights(model.get_weights())
+        model = clone
     with atomic_path(path) as tmp:
         model.save(tmp)
     return path
@@ -518,11 +527,8 @@ def patch_size_from_flags(flag_values: flags.FlagValues = flags.FLAGS) -> tuple:
 
 
 def load_model(path, *, unsafe: bool = False):
-    """Load a ``.keras`` model in safe mode (:func:`tfneuro.export.pipeline.load_keras_model`)
-    after importing :mod:`tfneuro.losses` and :mod:`tfneuro.models`, so models saved while
-    compiled with tfneuro losses (and DeepSupervisionModel wrappers) deserialise."""
-    import tfneuro.losses  # noqa: F401 - registers the losses in a compiled model's config
-    import tfneuro.models  # noqa: F401
+    """Load a ``.keras`` model in safe mode (:func:`tfneuro.export.pipeline.load_keras_model`,
+    which registers tfneuro's layers, models, losses, optimizers and schedules first)."""
     from tfneuro.export.pipeline import load_keras_model
 
     return load_keras_model(path, unsafe=unsafe)
