@@ -65,7 +65,7 @@ def _load(path):
             raise InputError("--architecture", f"needed to build the model for weights file {path}")
         from tfneuro.models import get, spec
 
-        s = spec(FLAGS.architecture)
+        s = spec(FLAGS.architecture, source="--architecture")
         shape = (None,) * s.ndim + (3 if s.input_kind == "rgb_slices" else FLAGS.channels,)
         model = get(FLAGS.architecture, num_classes=FLAGS.num_classes, input_shape=shape)
         try:

@@ -17,6 +17,7 @@ from absl import flags
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from tfneuro.errors import InputError  # noqa: E402
+from tfneuro.training.experiment import check_out_dir  # noqa: E402
 from tfneuro.utils.cli import run  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -31,8 +32,7 @@ flags.DEFINE_string("montage", None, "Optional PNG: mid-axial T1/T2/labels/skull
 
 def main(argv):
     del argv
-    if not FLAGS.out:
-        raise InputError("--out", "an output directory is required")
+    check_out_dir(FLAGS.out, flag="--out")
     ages = None
     if FLAGS.ages:
         try:

@@ -308,7 +308,7 @@ for case in ("missing_columns", "label_values"):
 CASES.append(_custom("gradcam_age", "missing",
                      lambda d, out: ["--classifier", os.path.join(d["root"], "no_run"), "--out", out],
                      "no_run", r"not found|does not exist|no "))
-# make_synthetic_cohort.py (KNOWN FAILURE, see XFAIL)
+# make_synthetic_cohort.py
 CASES.append(_custom("make_synthetic_cohort", "overwrite_input",
                      lambda d, out: ["--out", d["cohorts"]["good"], "--subjects", "2"],
                      "--out", r"exists|not a directory|file"))
@@ -319,14 +319,7 @@ CASES.append(_custom("make_synthetic_cohort", "bad_flag",
 
 #: (script, case) pairs that fail the audit today; strict, so a fix turns them into errors
 #: that ask for the marker's removal. Details in BUILD_NOTES ("Failure modes").
-XFAIL = {
-    ("make_synthetic_cohort", "overwrite_input"):
-        "an existing FILE as --out gives 'error: FileExistsError: ...' with exit 1 (not an "
-        "InputError naming --out)",
-    ("export", "unknown_model"):
-        "an unknown --architecture is reported as 'error: model: unknown model name ...': the "
-        "line names 'model', not the flag --architecture",
-}
+XFAIL = {}  # (script, case) -> reason, for known failures (strict xfail)
 
 
 def _resolve(args, d):

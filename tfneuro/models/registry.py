@@ -59,14 +59,18 @@ def list_models() -> list[str]:
     return sorted(_SPECS)
 
 
-def spec(name: str) -> ModelSpec:
-    """The :class:`ModelSpec` of a registered model; raises ``InputError`` for unknown names."""
+def spec(name: str, source: str = "model") -> ModelSpec:
+    """The :class:`ModelSpec` of a registered model.
+
+    Raises:
+        InputError: for an unknown name, naming ``source`` (e.g. the flag that gave it).
+    """
     try:
         return _SPECS[name]
     except KeyError:
         from tfneuro.errors import InputError
 
-        raise InputError("model", f"unknown model name {name!r}; known: {', '.join(list_models())}") from None
+        raise InputError(source, f"unknown model name {name!r}; known: {', '.join(list_models())}") from None
 
 
 def builder(name: str):
