@@ -136,8 +136,6 @@ def classifier_input(row, modality, pad_to, mask=None, mask_column="skull"):
 
 def load_skull_model(path, unsafe=False):
     """Load a NEC-NET .keras model and check it takes one channel (a stage-1 model)."""
-    import tfneuro.losses  # noqa: F401  (registers the losses of a compiled NEC-NET model)
-    import tfneuro.training.recipes  # noqa: F401  (and its optimizers)
     from tfneuro.export.pipeline import load_keras_model
 
     if not os.path.isfile(path):
@@ -190,10 +188,8 @@ def main(argv):
                          scheme="tissue4" if mask_col else None, require_age=True,
                          min_subjects=2)
     source = df.attrs.get("source", "cohort")
-    train, val, test = (df[df["split"] == s].reset_index(drop=True) for s in ("train", "val", "test"))
-    for name, part in (("train", train), ("test", test)):
-        if part.empty:
-            raise InputError(source, f"no subjects with split '{name}'")
+    train, test = exp.require_splits(df, "train", "test")
+    val = df[df["split"] == "val"].reset_index(drop=True)
     outputs = {n: os.path.join(out, n) for n in ("results.csv", "model.keras", "classifier.json")}
     exp.check_outputs(outputs, exp.input_files(df))
     if pad_to is None:

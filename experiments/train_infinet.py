@@ -176,12 +176,7 @@ def main(argv):
     mods = _check_flags()
     config = tflags.config_from_flags()
     df = exp.load_cohort(FLAGS, out_dir=out, modalities=mods, label="label", min_subjects=2)
-    source = df.attrs.get("source", "cohort")
-    train = df[df["split"] == "train"].reset_index(drop=True)
-    test = df[df["split"] == "test"].reset_index(drop=True)
-    for name, part in (("train", train), ("test", test)):
-        if part.empty:
-            raise InputError(source, f"no subjects with split '{name}'")
+    train, test = exp.require_splits(df, "train", "test")
     scheme = FLAGS.label_scheme
     names = list(get_scheme(scheme).names)
     n_models = max(1, FLAGS.bootstrap)

@@ -109,14 +109,6 @@ def _check_flags():
         raise InputError("--label_column", "must differ from --modality")
 
 
-def _split(df, name):
-    part = df[df["split"] == name]
-    if part.empty:
-        raise InputError(df.attrs.get("source", "cohort"),
-                         f"no subjects with split '{name}' (need training and test subjects)")
-    return part.reset_index(drop=True)
-
-
 def _loss():
     from tfneuro.losses import DiceCELoss, DiceLoss, WeightedCrossEntropy
 
@@ -257,7 +249,7 @@ def main(argv):
     config = tflags.config_from_flags()
     df = exp.load_cohort(FLAGS, out_dir=out, modalities=(FLAGS.modality,),
                          label=FLAGS.label_column, scheme=NEUROCRANIUM, min_subjects=2)
-    train, test = _split(df, "train"), _split(df, "test")
+    train, test = exp.require_splits(df, "train", "test")
     results_csv = os.path.join(out, "results.csv")
     exp.check_outputs({"results": results_csv}, exp.input_files(df))
 

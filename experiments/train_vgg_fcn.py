@@ -150,12 +150,7 @@ def main(argv):
     model = _build(strategy, len(names))  # checks --weights (download) before the data work
     df = exp.load_cohort(FLAGS, out_dir=out, modalities=(FLAGS.modality,), label="label",
                          min_subjects=2)
-    source = df.attrs.get("source", "cohort")
-    train = df[df["split"] == "train"].reset_index(drop=True)
-    test = df[df["split"] == "test"].reset_index(drop=True)
-    for name, part in (("train", train), ("test", test)):
-        if part.empty:
-            raise InputError(source, f"no subjects with split '{name}'")
+    train, test = exp.require_splits(df, "train", "test")
     paths = {n: os.path.join(out, n) for n in ("results.csv", "model.keras")}
     exp.check_outputs(paths, exp.input_files(df))
 

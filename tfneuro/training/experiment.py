@@ -387,6 +387,21 @@ def print_summary(title: str, table: pd.DataFrame, columns=None, floatfmt: str =
     print(t.to_string(index=False, float_format=lambda v: floatfmt.format(v)))
 
 
+def require_splits(df, *names) -> tuple:
+    """``select_split(df, name)`` for each name, refusing an empty one before any work.
+
+    Raises:
+        InputError: naming the cohort CSV and the split that has no subjects.
+    """
+    from tfneuro.data.cohort import select_split
+
+    parts = tuple(select_split(df, name) for name in names)
+    for name, part in zip(names, parts):
+        if part.empty:
+            raise InputError(df.attrs.get("source", "cohort"), f"no subjects with split '{name}'")
+    return parts
+
+
 def save_keras_model(model, path, *, compiled: bool = True) -> str:
     """Save a ``.keras`` model atomically; return the path.
 
