@@ -241,17 +241,23 @@ def label_volumes(labels_img, label_names) -> "pandas.DataFrame":  # noqa: F821
                          "volume_ml": counts[:len(label_names)] * voxel_ml})
 
 
-def qc_figure(image: np.ndarray, labels: np.ndarray, title: str = "") -> bytes:
-    """PNG bytes: three orthogonal slices through the labelled region's centre, with overlay."""
+def qc_figure(image: np.ndarray, labels: np.ndarray, title: str = "",
+              label_names=None) -> bytes:
+    """PNG bytes: three orthogonal slices through the labelled region's centre, with overlay.
+
+    With ``label_names`` (class names indexed by class id) the colours are fixed per class, the
+    same for every subject, and a legend names them.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
 
     fg = np.argwhere(labels > 0)
     centre = fg.mean(axis=0).round().astype(int) if len(fg) else np.array(labels.shape) // 2
-    fig = Figure(figsize=(9, 3.3), dpi=100)
-    kmax = max(int(labels.max()), 1)
+    fig = Figure(figsize=(9, 3.6 if label_names else 3.3), dpi=100)
+    kmax = max(len(label_names) - 1 if label_names else int(labels.max()), 1)
     for i, (axis, name) in enumerate(((0, "sagittal"), (1, "coronal"), (2, "axial"))):
         ax = fig.add_subplot(1, 3, i + 1)
         img = np.take(image, centre[axis], axis=axis).T
@@ -263,6 +269,12 @@ def qc_figure(image: np.ndarray, labels: np.ndarray, title: str = "") -> bytes:
         ax.axis("off")
     if title:
         fig.suptitle(title, fontsize=10)
+    if label_names:
+        cmap = matplotlib.colormaps["jet"]
+        fig.legend(handles=[Patch(color=cmap(k / kmax), alpha=0.6, label=name)
+                            for k, name in enumerate(label_names) if k > 0],
+                   loc="lower center", ncol=min(len(label_names) - 1, 8), fontsize=8,
+                   frameon=False)
     buf = _io.BytesIO()
     fig.savefig(buf, format="png")
     return buf.getvalue()
@@ -330,6 +342,7 @@ def write_outputs(result: SegmentationResult, *, output=None, probabilities=None
         if qc_png:
             tmp = stack.enter_context(atomic_path(qc_png))
             with open(tmp, "wb") as f:
-                f.write(qc_figure(result.conformed_image, result.conformed_labels, title))
+                f.write(qc_figure(result.conformed_image, result.conformed_labels, title,
+                                  result.label_names))
             written.append(qc_png)
     return written
