@@ -81,9 +81,7 @@ def main(argv):
     if not 0 < FLAGS.fraction <= 1:
         raise InputError("--fraction", f"must be in (0, 1], got {FLAGS.fraction}")
     mods = tuple(FLAGS.modalities)
-    spec = ex.check_model_name(FLAGS.model, modalities=mods, tasks=("segmentation",))
-    if spec.ndim != 3:
-        raise InputError("--model", f"{FLAGS.model!r} is not a 3D segmentation model")
+    ex.check_model_name(FLAGS.model, modalities=mods, tasks=("segmentation",), ndim=3)
     patch = ex.patch_size_from_flags()
     config = tflags.config_from_flags()
     seed = ex.seed_value()

@@ -69,9 +69,7 @@ def main(argv):
     if bad or not FLAGS.strategies:
         raise InputError("--strategies", f"{FLAGS.strategies}: choose from {list(STRATEGIES)}")
     mods = tuple(FLAGS.modalities)
-    spec = ex.check_model_name(FLAGS.model, modalities=mods, tasks=("segmentation",))
-    if spec.ndim != 3:
-        raise InputError("--model", f"{FLAGS.model!r} is not a 3D segmentation model (res_unet3d, unet3d)")
+    ex.check_model_name(FLAGS.model, modalities=mods, tasks=("segmentation",), ndim=3)
     patch = ex.patch_size_from_flags()
     if FLAGS.pretrained:
         if not os.path.isfile(FLAGS.pretrained):

@@ -243,22 +243,23 @@ def load_cohort(flag_values: flags.FlagValues = flags.FLAGS, *, out_dir: str | N
     return df
 
 
-def check_model_name(name: str, *, modalities=("t1",), flag: str = "--model", tasks=None):
+def check_model_name(name: str, *, modalities=("t1",), flag: str = "--model", tasks=None,
+                     ndim=None):
     """Check a registry model name and that it takes ``modalities``; return its ModelSpec.
 
     Raises:
         InputError: unknown name (listing the known ones), a task the experiment cannot run,
-            or a modality count the model's input kind does not take (two-arm models need
+            a model that is not ``ndim``-D (2 = slice models, 3 = volume models), or a
+            modality count the model's input kind does not take (two-arm models need
             exactly 2, RGB-slice models exactly 1).
     """
     from tfneuro.models.registry import spec
 
-    try:
-        s = spec(name)
-    except InputError as e:
-        raise InputError(flag, e.problem) from None
+    s = spec(name, source=flag)
     if tasks is not None and s.task not in tasks:
         raise InputError(flag, f"model {name!r} is a {s.task} model; this experiment needs {' or '.join(tasks)}")
+    if ndim is not None and s.ndim != ndim:
+        raise InputError(flag, f"{name!r} is not a {ndim}D {' or '.join(tasks or ('',)).strip()} model")
     n = len(tuple(modalities))
     if s.input_kind == "two_arm" and n != 2:
         raise InputError("--modalities", f"model {name!r} takes 2 modalities (t1, t2), got {n}")
