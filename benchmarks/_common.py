@@ -197,6 +197,56 @@ def mni_volume(shape=(160, 192, 160)) -> np.ndarray:
     return out
 
 
+def profile_layers(model, batch: int, peak: float, repeats: int = 3):
+    """Per-layer profile of a Keras functional model with fully defined input shapes.
+
+    Each top-level layer with weights (QuickNAT's dense blocks, a U-Net's encoder/decoder
+    blocks, the classifier) is timed alone as a ``tf.function`` on random inputs of the shapes it
+    sees in the model, batch ``batch`` (best of ``repeats``), next to its conv FLOPs
+    (:func:`keras_conv_macs`) and their rate as a % of ``peak`` (GFLOP/s); the whole model is
+    timed the same way. Returns ``(rows, whole_s, sum_s)``; :func:`profile_table` prints them.
+    """
+    import tensorflow as tf
+
+    def best(fn, x):
+        fn(x)
+        ts = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            out = fn(x)
+            (out[0] if isinstance(out, (list, tuple)) else out).numpy()
+            ts.append(time.perf_counter() - t0)
+        return min(ts)
+
+    def randoms(symbolic):
+        many = isinstance(symbolic, (list, tuple))
+        xs = [tf.random.uniform((batch,) + tuple(t.shape[1:])) for t in (symbolic if many else [symbolic])]
+        return (xs, [v[:1] for v in xs]) if many else (xs[0], xs[0][:1])
+
+    rows, total = [], 0.0
+    for layer in model.layers:
+        if not layer.weights:
+            continue
+        x, x1 = randoms(layer.input)
+        t = best(tf.function(lambda v, lay=layer: lay(v, training=False)), x)
+        gflop = 2 * keras_conv_macs(layer, x1) * batch / 1e9
+        total += t
+        shapes = " + ".join("x".join(map(str, v.shape)) for v in (x if isinstance(x, list) else [x]))
+        rows.append([layer.name, shapes, fmt(t, 3), fmt(gflop, 1), fmt(gflop / t, 1),
+                     fmt(100 * gflop / t / peak, 1)])
+    whole = best(tf.function(lambda v: model(v, training=False)), randoms(model.input)[0])
+    for r in rows:
+        r.insert(3, fmt(100 * float(r[2]) / total, 1))
+    return rows, whole, total
+
+
+def profile_table(rows, whole, total) -> str:
+    """The table of :func:`profile_layers` plus the whole-model line."""
+    return (table(rows, ["layer", "input", "s", "% of layer sum", "conv GFLOP", "GFLOP/s",
+                         "% matmul peak"])
+            + f"\nsum of layers {total:.3f} s, whole model {whole:.3f} s per batch")
+
+
 def table(rows, headers) -> str:
     """A markdown table."""
     cells = [[str(c) for c in r] for r in rows]

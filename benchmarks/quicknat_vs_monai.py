@@ -5,7 +5,8 @@ Task: one real-anatomy volume (nilearn's ICBM152 2009 T1 template at 1 mm, cropp
 per view (sagittal, coronal, axial), softmax probabilities averaged over the three views.
 
 * tfneuro: ``tfneuro.inference.predict_volume_views`` with three ``tfneuro.models.quicknat``
-  models (``batch_size`` slices per ``predict_on_batch``; ``skip_empty`` computes only the slices
+  models (``--batch_size`` slices per ``predict_on_batch``, default: the library's automatic
+  batch, 2**17 pixels per call, which MONAI's ``sw_batch_size`` gets too; ``skip_empty`` computes only the slices
   inside the volume's nonzero bounding box — tfneuro's own feature, stated in the table).
 * MONAI: ``monai.networks.nets.Quicknat`` (eval mode, ``torch.inference_mode``,
   ``torch.set_num_threads(--threads)``) wrapped with a softmax, run by
@@ -43,8 +44,8 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from _common import (alternate, fmt, keras_conv_macs, load_average, matmul_peak,  # noqa: E402
-                     median, mni_volume, parse_shape, peak_rss_mb, table, time_model_calls,
-                     torch_conv_macs, torch_softmax)
+                     median, mni_volume, parse_shape, peak_rss_mb, profile_layers,
+                     profile_table, table, time_model_calls, torch_conv_macs, torch_softmax)
 
 import numpy as np  # noqa: E402
 
@@ -63,6 +64,14 @@ def build_tfneuro(args):
     return models
 
 
+def view_batch(args, hw):
+    """Slices per call for ``hw`` slices: ``--batch_size``, or (0) tfneuro's default
+    ``auto_slice_batch`` — MONAI's ``sw_batch_size`` gets the same number."""
+    from tfneuro.inference.memory import auto_slice_batch
+
+    return args.batch_size or auto_slice_batch(*hw)
+
+
 def slab(vol, axis, skip_empty):
     from tfneuro.inference.slices import nonzero_slice_range
 
@@ -74,52 +83,10 @@ def warm_tfneuro(models, vol, args):
     for axis, view in enumerate(VIEWS):
         start, stop = slab(vol, axis, args.skip_empty)
         hw = tuple(s for i, s in enumerate(vol.shape) if i != axis)
-        n = stop - start
-        sizes = {min(args.batch_size, n)} | ({n % args.batch_size} if n % args.batch_size else set())
+        n, b = stop - start, view_batch(args, hw)
+        sizes = {min(b, n)} | ({n % b} if n % b else set())
         for b in sorted(s for s in sizes if s > 0):
             models[view].predict_on_batch(np.zeros((b,) + hw + (1,), np.float32))
-
-
-def profile_layers(args, hw, peak):
-    """Per-layer profile of one QuickNAT at slice size ``hw``, batch ``--batch_size``.
-
-    Each layer with weights (dense blocks, bottleneck, classifier) is timed alone as a
-    ``tf.function`` on a random input of the shape it sees in the model (best of 3), next to
-    its conv FLOPs, and the whole model is timed the same way. Returns (rows, whole_s, sum_s).
-    """
-    import tensorflow as tf
-
-    from tfneuro.models.quicknat import quicknat
-
-    b = args.batch_size
-    model = quicknat(args.classes, input_shape=hw + (1,), filters=args.filters,
-                     kernel_size=args.kernel)
-
-    def best(fn, x):
-        fn(x)
-        ts = []
-        for _ in range(3):
-            t0 = time.perf_counter()
-            fn(x).numpy()
-            ts.append(time.perf_counter() - t0)
-        return min(ts)
-
-    rows, total = [], 0.0
-    for layer in model.layers:
-        if not layer.weights:
-            continue
-        shp = tuple(layer.input.shape[1:])
-        x = tf.random.uniform((b,) + shp)
-        t = best(tf.function(lambda v, lay=layer: lay(v, training=False)), x)
-        gflop = 2 * keras_conv_macs(layer, x[:1]) * b / 1e9
-        total += t
-        rows.append([layer.name, "x".join(map(str, (b,) + shp)), fmt(t, 3), fmt(gflop, 1),
-                     fmt(gflop / t, 1), fmt(100 * gflop / t / peak, 1)])
-    whole = best(tf.function(lambda v: model(v, training=False)),
-                 tf.random.uniform((b,) + hw + (1,)))
-    for r in rows:
-        r.insert(3, fmt(100 * float(r[2]) / total, 1))
-    return rows, whole, total
 
 
 def memory_child(args):
@@ -130,7 +97,7 @@ def memory_child(args):
     models = build_tfneuro(args)
     base = peak_rss_mb()
     t0 = time.perf_counter()
-    probs = predict_volume_views(models, vol, batch_size=args.batch_size,
+    probs = predict_volume_views(models, vol, batch_size=args.batch_size or None,
                                  skip_empty=bool(args.skip_empty))
     dt = time.perf_counter() - t0
     assert probs.shape == vol.shape + (args.classes,)
@@ -144,7 +111,8 @@ def main(argv=None):
     p.add_argument("--classes", type=int, default=4)
     p.add_argument("--filters", type=int, default=64)
     p.add_argument("--kernel", type=int, default=5)
-    p.add_argument("--batch_size", type=int, default=8, help="slices per model call, both sides")
+    p.add_argument("--batch_size", type=int, default=0,
+                   help="slices per model call, both sides (0: tfneuro's automatic batch per view)")
     p.add_argument("--runs", type=int, default=3, help="alternating runs per side (>= 3)")
     p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
     p.add_argument("--jit", type=int, default=0, help="tfneuro: model.jit_compile (XLA)")
@@ -182,7 +150,7 @@ def main(argv=None):
         time_model_calls(m, model_clock)
 
     def run_tfneuro():
-        probs = predict_volume_views(models, vol, batch_size=args.batch_size,
+        probs = predict_volume_views(models, vol, batch_size=args.batch_size or None,
                                      skip_empty=bool(args.skip_empty))
         assert probs.shape == shape + (args.classes,)
 
@@ -194,7 +162,7 @@ def main(argv=None):
     monai_slabs = []
     for axis in range(3):
         roi = tuple(s for i, s in enumerate(shape) if i != axis)
-        inferers.append(SliceInferer(roi_size=roi, sw_batch_size=args.batch_size,
+        inferers.append(SliceInferer(roi_size=roi, sw_batch_size=view_batch(args, roi),
                                      spatial_dim=axis, progress=False))
         monai_slabs.append(slab(vol, axis, args.monai_same_slices))
     xt = torch.from_numpy(vol)[None, None]
@@ -250,9 +218,11 @@ def main(argv=None):
          fmt(t_mo / sum(mo_slices), 3), f"{n_mo_params:,}", fmt(gf_mo, 1), fmt(gf_mo / t_mo, 1),
          fmt(100 * gf_mo / t_mo / peak, 1)],
     ]
+    batches = "/".join(str(view_batch(args, tuple(s for i, s in enumerate(shape) if i != a)))
+                       for a in range(3))
     print()
     print(f"QuickNAT 3-view inference, volume {shape}, {args.classes} classes, {args.filters} "
-          f"filters, {args.kernel}x{args.kernel}, batch {args.batch_size}, torch threads "
+          f"filters, {args.kernel}x{args.kernel}, batch (sag/cor/ax) {batches}, torch threads "
           f"{args.threads}, tfneuro jit_compile={bool(args.jit)}, skip_empty="
           f"{bool(args.skip_empty)}, MONAI same slices={bool(args.monai_same_slices)}")
     print(table(rows, ["side", "median s", "runs s", "slices computed (sag/cor/ax)",
@@ -272,13 +242,14 @@ def main(argv=None):
     print(f"load average: start of timing see per-run lines, end {load_end}")
     if args.profile:
         hw = (shape[0], shape[1])
-        rows_p, whole, total = profile_layers(args, hw, peak)
+        from tfneuro.models.quicknat import quicknat
+
+        prof = quicknat(args.classes, input_shape=hw + (1,), filters=args.filters,
+                        kernel_size=args.kernel)
         print()
-        print(f"profile (axial model, {hw[0]}x{hw[1]}, batch {args.batch_size}; each layer "
+        print(f"profile (axial model, {hw[0]}x{hw[1]}, batch {view_batch(args, hw)}; each layer "
               f"timed alone in a tf.function, best of 3; load {load_average()}):")
-        print(table(rows_p, ["layer", "input", "s", "% of layer sum", "conv GFLOP", "GFLOP/s",
-                             "% matmul peak"]))
-        print(f"sum of layers {total:.3f} s, whole model {whole:.3f} s per batch")
+        print(profile_table(*profile_layers(prof, view_batch(args, hw), peak)))
 
     if args.memory_shape.lower() != "none":
         mshape = parse_shape(args.memory_shape)
@@ -296,7 +267,7 @@ def main(argv=None):
         rss, before, secs = float(parts[2]), float(parts[4]), float(parts[6])
         print(f"memory: tfneuro 3-view inference on {mshape} in a fresh process: peak RSS "
               f"{rss / 1000:.2f} GB (after imports + models, before inference: "
-              f"{before / 1000:.2f} GB; {secs:.0f} s; batch {args.batch_size}; load "
+              f"{before / 1000:.2f} GB; {secs:.0f} s; batch {args.batch_size or 'auto'}; load "
               f"{load_average()}); goal <= 2.5 GB: {'met' if rss <= 2500 else 'NOT met'}")
 
     print(f"ratio tfneuro/monai: {t_tf / t_mo:.3f}")

@@ -21,6 +21,9 @@ probabilities, untrained weights.
   decoder runs narrow convs at full resolution), so the table prints the time per conv
   TFLOP too.
 
+Profile (``--profile 1``): each encoder/decoder block of ``unet3d`` timed alone on one batch of
+windows, with its conv FLOPs and GFLOP/s as a % of the matmul peak.
+
 Roofline: conv FLOPs (2 x MACs from each net's own layer shapes, x the windows it computes) /
 median time, as % of the float32 matmul peak measured in this run.
 
@@ -39,8 +42,8 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from _common import (alternate, fmt, keras_conv_macs, load_average, matmul_peak,  # noqa: E402
-                     median, mni_volume, parse_shape, table, time_model_calls,
-                     torch_conv_macs, torch_softmax)
+                     median, mni_volume, parse_shape, profile_layers, profile_table, table,
+                     time_model_calls, torch_conv_macs, torch_softmax)
 
 import numpy as np  # noqa: E402
 
@@ -58,6 +61,8 @@ def main(argv=None):
     p.add_argument("--jit", type=int, default=0, help="tfneuro: model.jit_compile (XLA)")
     p.add_argument("--skip_empty", type=int, default=1, help="tfneuro: skip empty windows")
     p.add_argument("--peak_n", type=int, default=4096)
+    p.add_argument("--profile", type=int, default=1,
+                   help="per-block profile of tfneuro's unet3d on one batch of windows")
     args = p.parse_args(argv)
 
     import torch
@@ -164,6 +169,12 @@ def main(argv=None):
     print(f"roofline: tfneuro's conv FLOPs at 100% of the matmul peak take {gf_tf / peak:.1f} s "
           f"-> best possible ratio on this work {gf_tf / peak / t_mo:.2f}")
     print(f"load average at end: {load_average()}")
+    if args.profile:
+        prof = unet3d(args.classes, input_shape=win + (1,), base_filters=b)
+        print()
+        print(f"profile (unet3d, window {win}, batch {args.batch_size}; each block timed alone "
+              f"in a tf.function, best of 3; load {load_average()}):")
+        print(profile_table(*profile_layers(prof, args.batch_size, peak)))
     print(f"ratio tfneuro/monai: {t_tf / t_mo:.3f}")
 
 

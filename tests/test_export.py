@@ -165,6 +165,27 @@ def test_views_equal_inference_predict_volume_views(views2d):
     np.testing.assert_array_equal(out["labels"].numpy(), ref.argmax(-1))
 
 
+def test_graph_automatic_batch(monkeypatch):
+    """graph.predict_slices(batch_size=None) feeds AUTO_BATCH_PIXELS // (H*W) of the padded
+    slice per call (run eagerly so the calls can be counted); same result as batch 1."""
+    from tfneuro.inference import memory
+
+    model = net2d("auto")
+    vol = tf.constant(phantom((20, 16, 14)))  # nonzero slices 2..17 along axis 0
+    monkeypatch.setattr(memory, "AUTO_BATCH_PIXELS", 3 * 16 * 14)
+    sizes = []
+
+    def call(x):
+        sizes.append(int(x.shape[0]))
+        return model(x, training=False)
+
+    got = graph.predict_slices(call, vol, 0, 4, input_kind="channels", multiple=2).numpy()
+    assert sizes == [3, 3, 3, 3, 3, 1]
+    want = graph.predict_slices(call, vol, 0, 4, input_kind="channels", multiple=2,
+                                batch_size=1).numpy()
+    np.testing.assert_allclose(got, want, atol=1e-5)
+
+
 def test_odd_sizes_pad_and_crop_back(views2d):
     """Odd X, Y, Z: the graph pads each slice symmetrically to the model's multiple (2)."""
     from tfneuro.inference.slices import predict_volume_views

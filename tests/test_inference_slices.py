@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from tfneuro.errors import InputError
+from tfneuro.inference import memory
 from tfneuro.inference.slices import (VIEW_AXES, nonzero_slice_range, predict_slices,
                                       predict_volume_views, rgb_slice_stack)
 from tfneuro.models.quicknat import quicknat
@@ -58,6 +59,29 @@ def test_predict_slices_matches_slice_loop(models, volume, axis):
     want = _reference(model, volume, axis)
     assert got.shape == SHAPE + (3,)
     np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_auto_slice_batch_by_hand():
+    # 2**17 = 131072 pixels per call, clipped to 1..16
+    assert memory.auto_slice_batch(192, 160) == 4  # 131072 // 30720
+    assert memory.auto_slice_batch(256, 256) == 2
+    assert memory.auto_slice_batch(128, 128) == 8
+    assert memory.auto_slice_batch(64, 64) == 16  # 32, capped
+    assert memory.auto_slice_batch(512, 512) == 1  # 0, raised to 1
+
+
+def test_default_batch_is_automatic(models, volume, monkeypatch):
+    """batch_size=None feeds AUTO_BATCH_PIXELS // (H*W) slices per call; same probabilities."""
+    monkeypatch.setattr(memory, "AUTO_BATCH_PIXELS", 5 * SHAPE[1] * SHAPE[2])  # 5 sagittal slices
+    model = models["sagittal"]
+    sizes, orig = [], model.predict_on_batch
+    monkeypatch.setattr(model, "predict_on_batch", lambda x: (sizes.append(len(x)), orig(x))[1])
+    got = predict_slices(model, volume, 0, skip_empty=False)
+    assert sizes == [5, 5, 2]  # 12 slices
+    np.testing.assert_allclose(got, _reference(model, volume, 0), atol=1e-5)
+    sizes.clear()
+    predict_volume_views({"sagittal": model}, volume, skip_empty=False, return_uncertainty=True)
+    assert sizes == [5, 5, 2]
 
 
 def test_skip_empty_gives_background_outside_bbox_and_same_inside(models, volume):

@@ -168,7 +168,7 @@ def nonzero_range(volume: tf.Tensor, axis: int):
 
 
 def predict_slices(call, volume: tf.Tensor, axis: int, num_classes: int, *, input_kind: str,
-                   multiple: int = 1, batch_size: int = 16, skip_empty: bool = True):
+                   multiple: int = 1, batch_size: int | None = None, skip_empty: bool = True):
     """Run a 2D model over all slices of ``volume`` along ``axis``; TensorFlow-only.
 
     The same computation as :func:`tfneuro.inference.slices.predict_slices`: slice ``n`` is
@@ -188,7 +188,8 @@ def predict_slices(call, volume: tf.Tensor, axis: int, num_classes: int, *, inpu
             or ``"rgb_slices"``.
         multiple: zero-pad each slice (symmetrically) so H and W are multiples of this, and
             crop the output back (1 for models that pad internally).
-        batch_size: slices per model call.
+        batch_size: slices per model call; None: from the padded slice size, as
+            :func:`tfneuro.inference.memory.auto_slice_batch` (computed in the graph).
         skip_empty: predict only the slab of slices holding nonzero voxels.
 
     Returns:
@@ -204,6 +205,11 @@ def predict_slices(call, volume: tf.Tensor, axis: int, num_classes: int, *, inpu
         start, stop = 0, n
     v, crops = pad_to(v, [round_up(shape[1], multiple), round_up(shape[2], multiple)], [1, 2])
     (b1, h), (b2, w) = crops
+    if batch_size is None:
+        from tfneuro.inference.memory import AUTO_BATCH_MAX, AUTO_BATCH_PIXELS
+
+        pixels = tf.shape(v)[1] * tf.shape(v)[2]
+        batch_size = tf.clip_by_value(AUTO_BATCH_PIXELS // tf.maximum(pixels, 1), 1, AUTO_BATCH_MAX)
     m = stop - start
     nbatch = (m + batch_size - 1) // batch_size
     ch0 = v[..., 0]

@@ -259,7 +259,7 @@ def model_metadata(model_or_views, *, model_name=None, label_scheme="tissue4", s
         mult = {v: (int(multiple) if multiple else _detect_multiple(m, 2, kinds[v], num_channels))
                 for v, m in models.items()}
         meta["pad_multiple"] = mult
-        meta["batch_size"] = int(batch_size or 16)
+        meta["batch_size"] = int(batch_size) if batch_size else None  # None: from the slice size
     else:
         m = first
         fixed = _fixed_spatial(m)
@@ -463,7 +463,9 @@ def export_model(model_or_views, path, *, model_name=None, label_scheme="tissue4
         views: for a single 2D model: the views it is applied on (default ``["axial"]``).
         window, overlap: 3D sliding window (ignored for 2D; a model with fixed spatial input
             size uses that size).
-        batch_size: slices (2D, default 16) or windows (3D, default 1) per model call.
+        batch_size: slices (2D; default None: about 2**17 pixels per call, computed from the
+            slice size when serving, ``tfneuro.inference.memory.auto_slice_batch``) or windows
+            (3D, default 1) per model call.
         input_kind: override the registry's ``"channels" | "two_arm" | "rgb_slices"``.
         modalities: names of the C input channels (default ``["t1"]`` / ``["t1", "t2"]``).
         multiple: 2D: pad slices to this multiple (default: detected from the model).

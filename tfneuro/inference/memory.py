@@ -56,7 +56,8 @@ __all__ = ["MemoryBudgetError", "ACTIVATION_FACTOR", "DEFAULT_FRACTION", "ENV_VA
            "available_memory", "parse_budget", "resolve_budget", "check_memory",
            "activation_bytes", "estimate_slices_bytes", "estimate_sliding_window_bytes",
            "estimate_segment_volume_bytes", "format_bytes", "slices_advice",
-           "sliding_window_advice", "KERNEL_ACTIVATION_FACTOR", "RUNTIME_SLACK"]
+           "sliding_window_advice", "KERNEL_ACTIVATION_FACTOR", "RUNTIME_SLACK",
+           "AUTO_BATCH_PIXELS", "AUTO_BATCH_MAX", "auto_slice_batch"]
 
 #: Environment variable holding the default budget.
 ENV_VAR = "TFNEURO_MEMORY_BUDGET"
@@ -68,6 +69,14 @@ ACTIVATION_FACTOR = {2: 1.5, 3: 3.0}
 #: Added once to every estimate that calls a model: tracing the predict function and the TF
 #: runtime's buffers (measured 30-60 MB for QuickNAT / 3D U-Net on the first call).
 RUNTIME_SLACK = 64 * 2 ** 20
+#: Slice inference with ``batch_size=None`` feeds about this many pixels per model call
+#: (:func:`auto_slice_batch`). Measured (BUILD_NOTES, "Benchmarks"): QuickNAT with 64 filters
+#: and 5x5 kernels at 192x160 takes the same time per slice at batch 2, 4, 8 and 16 on the
+#: 2-core CPU, while its activations grow with the batch; 2**17 pixels = 4 slices of 192x160,
+#: 2 of 256x256, 8 of 128x128.
+AUTO_BATCH_PIXELS = 2 ** 17
+#: Upper bound of the automatic slice batch (the former fixed default).
+AUTO_BATCH_MAX = 16
 #: SavedModel path: bytes per (batch voxel x output channel of a kernel), see
 #: :func:`estimate_segment_volume_bytes`.
 KERNEL_ACTIVATION_FACTOR = 0.75
@@ -326,6 +335,12 @@ def activation_bytes(model, batch_shapes, *, factor: float | None = None) -> int
 
 
 # --------------------------------------------------------------------------- estimates
+def auto_slice_batch(h, w) -> int:
+    """Slices per model call for ``h x w`` slices when ``batch_size`` is None:
+    ``AUTO_BATCH_PIXELS // (h * w)``, clipped to ``[1, AUTO_BATCH_MAX]``."""
+    return int(min(AUTO_BATCH_MAX, max(1, AUTO_BATCH_PIXELS // max(1, int(h) * int(w)))))
+
+
 def _batch_shapes(kind, batch, h, w, channels):
     if kind == "two_arm":
         return [(batch, h, w, 1), (batch, h, w, 1)]
@@ -334,7 +349,7 @@ def _batch_shapes(kind, batch, h, w, channels):
     return (batch, h, w, channels)
 
 
-def estimate_slices_bytes(models: dict, shape, *, batch_size: int = 16, num_classes: int,
+def estimate_slices_bytes(models: dict, shape, *, batch_size: int | None = None, num_classes: int,
                           kinds: dict, input_dtype=np.float32, uncertainty: bool = False,
                           new_output: bool = True) -> int:
     """Peak bytes of :func:`~tfneuro.inference.predict_slices` (one view) or
@@ -343,7 +358,7 @@ def estimate_slices_bytes(models: dict, shape, *, batch_size: int = 16, num_clas
     Args:
         models: ``{axis (0/1/2): model}``.
         shape: volume shape ``[X, Y, Z, C]``.
-        batch_size: slices per call.
+        batch_size: slices per call (None: :func:`auto_slice_batch` per view).
         num_classes: K.
         kinds: ``{axis: input kind}``.
         input_dtype: dtype of the caller's volume (a float32 copy is made otherwise).
@@ -362,9 +377,8 @@ def estimate_slices_bytes(models: dict, shape, *, batch_size: int = 16, num_clas
     transient = vox * c + vox  # nonzero test (booleans) before the first batch
     per_batch = 0
     for axis, model in models.items():
-        dims = [d for a, d in enumerate((x, y, z)) if a != axis]
-        b = min(int(batch_size), (x, y, z)[axis])
-        h, w = dims
+        h, w = (d for a, d in enumerate((x, y, z)) if a != axis)
+        b = min(auto_slice_batch(h, w) if batch_size is None else int(batch_size), (x, y, z)[axis])
         in_c = {"two_arm": 2, "rgb_slices": 3}.get(kinds[axis], c)
         io_bytes = _F32 * b * h * w * (2 * in_c + 2 * k)  # batch copy (+split) and outputs (+weighted)
         act = activation_bytes(model, _batch_shapes(kinds[axis], b, h, w, c))
@@ -441,7 +455,7 @@ def estimate_segment_volume_bytes(meta: dict, shape, *, variables=None, models=N
     kind = meta.get("input_kind", "channels")
     fixed = _F32 * vox * c * 4 + _F32 * vox * k * 2 + 4 * vox  # inputs, outputs, labels
     fixed += _F32 * vox * k  # native-space probabilities / label resampling in segment.py
-    b = int(meta.get("batch_size") or 1)
+    b = meta.get("batch_size")
     if int(meta.get("ndim", 2)) == 2:
         fixed += _F32 * vox * k * 5
         views = meta.get("views", {}) or {"axial": {"axis": 2}}
@@ -451,11 +465,12 @@ def estimate_segment_volume_bytes(meta: dict, shape, *, variables=None, models=N
             h, w = (d for a, d in enumerate((x, y, z)) if a != axis)
             mult = (meta.get("pad_multiple") or {}).get(view if view in (meta.get("pad_multiple") or {}) else "model", 1)
             h, w = -(-h // mult) * mult, -(-w // mult) * mult
-            batches.append((view, min(b, (x, y, z)[axis]), h, w))
+            vb = auto_slice_batch(h, w) if b is None else int(b)
+            batches.append((view, min(vb, (x, y, z)[axis]), h, w))
     else:
         fixed += _F32 * vox * (k + 1) * 3
         win = tuple(int(v) for v in meta["window"])
-        batches = [("model", b, *win)]
+        batches = [("model", int(b or 1), *win)]
     per_batch = 0
     kch = _kernel_channels(variables or [])
     for view, bb, *spatial in batches:
@@ -474,10 +489,12 @@ def estimate_segment_volume_bytes(meta: dict, shape, *, variables=None, models=N
     return int(fixed + per_batch + RUNTIME_SLACK)
 
 
-def slices_advice(batch_size: int, views: int = 1) -> list:
+def slices_advice(batch_size: int | None, views: int = 1) -> list:
     """Advice strings for slice inference."""
     tips = []
-    if batch_size > 1:
+    if batch_size is None:
+        tips.append("a small explicit batch_size (now automatic, see auto_slice_batch)")
+    elif batch_size > 1:
         tips.append(f"a smaller batch_size (now {batch_size})")
     if views > 1:
         tips.append("fewer views at once (predict_slices per view into one `out` array, "

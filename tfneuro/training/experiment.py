@@ -306,7 +306,7 @@ def spacing_of(path) -> tuple:
 
 
 def predict_volume(model, x: np.ndarray, *, views=None, window=(96, 96, 96),
-                   batch_size: int = 16) -> np.ndarray:
+                   batch_size: int | None = None) -> np.ndarray:
     """Class probabilities ``[X, Y, Z, K]`` of one volume ``x [X, Y, Z, C]``.
 
     Args:
@@ -316,7 +316,7 @@ def predict_volume(model, x: np.ndarray, *, views=None, window=(96, 96, 96),
         x: the (normalised) volume.
         views: for a single 2D model: the views to predict and average (default axial).
         window: 3D sliding window size.
-        batch_size: slices per call (2D).
+        batch_size: slices per call (2D; None: automatic from the slice size).
     """
     from tfneuro.inference import predict_volume_views, sliding_window_predict
 
