@@ -117,6 +117,17 @@ def test_view_aggregation_is_mean_of_single_views(models, volume):
     np.testing.assert_allclose(probs.sum(-1), 1.0, atol=1e-5)
 
 
+def test_labels_out_is_the_views_own_argmax(models, volume):
+    model = models["coronal"]
+    lab = np.zeros(SHAPE, np.uint8)
+    probs = predict_slices(model, volume, 1, labels_out=lab)
+    want = _reference(model, volume, 1, skip=nonzero_slice_range(volume, 1))
+    np.testing.assert_array_equal(lab, want.argmax(-1))
+    np.testing.assert_allclose(probs, want, atol=1e-5)
+    with pytest.raises(InputError, match="labels_out"):
+        predict_slices(model, volume, 1, labels_out=np.zeros((3, 3, 3), np.uint8))
+
+
 def test_view_aggregation_weights_and_uncertainty(models, volume):
     w = {"axial": 0.4, "coronal": 0.4, "sagittal": 0.2}
     probs, unc = predict_volume_views(models, volume, weights=w, return_uncertainty=True)

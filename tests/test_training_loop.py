@@ -145,6 +145,25 @@ def test_refuses_to_overwrite_and_checks_seed_and_shapes(tmp_path):
         loop.fit(uncompiled, train_ds, epochs=1, out_dir=tmp_path / "x")  # noqa: F821
 
 
+def test_progress_bar_total_from_previous_epoch(monkeypatch):
+    """Unknown Keras steps: epoch 1 has no total, later epochs use the previous epoch's count."""
+    monkeypatch.setenv("TFNEURO_PROGRESS", "1")  # a real (enabled) tqdm bar
+    cb = loop.ProgressBar(epochs=3)
+    cb.set_params({"steps": None, "epochs": 3})
+    cb.on_epoch_begin(0)
+    assert cb._bar.total is None
+    for b in range(5):
+        cb.on_train_batch_end(b, {"loss": 1.0})
+    cb.on_epoch_end(0, {"loss": 1.0})
+    cb.on_epoch_begin(1)
+    assert cb._bar.total == 5 and cb._bar.desc.startswith("epoch 2/3")
+    cb.on_epoch_end(1)
+    cb.set_params({"steps": 7, "epochs": 3})  # known steps win
+    cb.on_epoch_begin(2)
+    assert cb._bar.total == 7
+    cb.on_epoch_end(2)
+
+
 def test_epoch_seed_is_a_fixed_function():
     assert loop.epoch_seed(1, 2) == loop.epoch_seed(1, 2)
     seeds = {loop.epoch_seed(s, e) for s in range(3) for e in range(5)}

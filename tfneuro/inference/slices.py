@@ -189,7 +189,7 @@ def _check_batch_size(batch_size):
 def predict_slices(model, volume, axis, *, batch_size: int | None = None, input_kind: str | None = None,
                    skip_empty: bool = True, num_classes: int | None = None,
                    out: np.ndarray | None = None, weight: float = 1.0,
-                   memory_budget=None) -> np.ndarray:
+                   labels_out: np.ndarray | None = None, memory_budget=None) -> np.ndarray:
     """Slice-wise prediction of a whole volume along one axis.
 
     Args:
@@ -207,6 +207,9 @@ def predict_slices(model, volume, axis, *, batch_size: int | None = None, input_
         out: optional float32 ``[X, Y, Z, K]`` array to ACCUMULATE into (``out += weight *
             probs``), for in-place view aggregation; when None a new array is returned.
         weight: multiplier for the accumulated probabilities.
+        labels_out: optional integer ``[X, Y, Z]`` array that receives THIS view's own argmax
+            labels for the computed slices (left as it is outside them: pass zeros for
+            background); used for the views' disagreement map.
         memory_budget: peak-memory budget checked before any model call
             (:mod:`tfneuro.inference.memory`; default ``$TFNEURO_MEMORY_BUDGET`` or 80 % of
             available RAM; ``"off"`` disables). Raises ``MemoryBudgetError`` when exceeded.
@@ -234,6 +237,8 @@ def predict_slices(model, volume, axis, *, batch_size: int | None = None, input_
         out = np.zeros(shape, dtype=np.float32)
     elif out.shape != shape:
         raise InputError("out", f"must have shape {shape}, got {out.shape}")
+    if labels_out is not None and labels_out.shape != shape[:3]:
+        raise InputError("labels_out", f"must have shape {shape[:3]}, got {labels_out.shape}")
     out_m = np.moveaxis(out, axis, 0)
     start, stop = _slice_range(vol, axis, skip_empty)
     # background outside the predicted slab
@@ -247,6 +252,8 @@ def predict_slices(model, volume, axis, *, batch_size: int | None = None, input_
             out_m[lo:hi] += probs
         else:
             out_m[lo:hi] += np.float32(weight) * probs
+        if labels_out is not None:
+            np.moveaxis(labels_out, axis, 0)[lo:hi] = np.argmax(probs, axis=-1)
     return out
 
 
@@ -317,24 +324,13 @@ def predict_volume_views(models: dict, volume, *, weights: dict | None = None,
     view_labels = {}
     for view, model in models.items():
         w = float(weights[view]) / total
-        if return_uncertainty:
-            # this view's labels need its own argmax; predict batch by batch
-            axis = VIEW_AXES[view]
+        lab = None
+        if return_uncertainty:  # this view's own labels (background 0 outside its slab)
             lab = np.zeros(vol.shape[:3], dtype=np.uint8 if k < 256 else np.int32)
-            lab_m = np.moveaxis(lab, axis, 0)
-            out_m = np.moveaxis(probs, axis, 0)
-            start, stop = _slice_range(vol, axis, skip_empty)
-            out_m[:start, ..., 0] += w
-            out_m[stop:, ..., 0] += w
-            for lo, hi, p in _iter_slice_batches(model, vol, axis, batch_size, kinds[view],
-                                                 start, stop):
-                out_m[lo:hi] += np.float32(w) * p
-                lab_m[lo:hi] = np.argmax(p, axis=-1)
             view_labels[view] = (lab, w)
-        else:
-            predict_slices(model, vol, VIEW_AXES[view], batch_size=batch_size,
-                           input_kind=kinds[view], skip_empty=skip_empty, num_classes=k,
-                           out=probs, weight=w, memory_budget="off")
+        predict_slices(model, vol, VIEW_AXES[view], batch_size=batch_size,
+                       input_kind=kinds[view], skip_empty=skip_empty, num_classes=k,
+                       out=probs, weight=w, labels_out=lab, memory_budget="off")
     if not return_uncertainty:
         return probs
     agg = np.argmax(probs, axis=-1)

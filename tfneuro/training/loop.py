@@ -189,6 +189,10 @@ def restore_checkpoint(model, path) -> dict:
 class ProgressBar(keras.callbacks.Callback):
     """Per-epoch tqdm bar (``tfneuro.utils.progress``) showing ``epoch e/E`` and the loss.
 
+    The bar's total is Keras' ``steps`` (``steps_per_epoch`` or a dataset of known cardinality);
+    when Keras does not know it (``py_function`` pipelines of unknown length), the number of
+    batches of the previous epoch is used from the second epoch on (the first has no total).
+
     Args:
         epochs: total epochs of the run (shown as ``e/E``).
     """
@@ -197,12 +201,17 @@ class ProgressBar(keras.callbacks.Callback):
         super().__init__()
         self.epochs = epochs
         self._bar = None
+        self._batches = 0  # batches seen in the current epoch
+        self._last_steps = None
 
     def on_epoch_begin(self, epoch, logs=None):
-        self._bar = progress(total=self.params.get("steps"), desc=f"epoch {epoch + 1}/"
+        total = self.params.get("steps") or self._last_steps
+        self._batches = 0
+        self._bar = progress(total=total, desc=f"epoch {epoch + 1}/"
                              f"{self.epochs}", unit="batch")
 
     def on_train_batch_end(self, batch, logs=None):
+        self._batches += 1
         if self._bar is not None:
             self._bar.update(1)
             if logs and "loss" in logs:
@@ -213,6 +222,7 @@ class ProgressBar(keras.callbacks.Callback):
             if logs:
                 self._bar.set_postfix({k: f"{float(v):.4f}" for k, v in logs.items()
                                        if np.ndim(v) == 0}, refresh=False)
+            self._last_steps = self._batches or None
             self._bar.close()
             self._bar = None
 
