@@ -171,7 +171,21 @@ def time_model_calls(model, clock):
 
 
 def peak_rss_mb() -> float:
-    """Peak resident set size of this process so far (Linux ru_maxrss is in KiB), in MB."""
+    """Peak resident set size of this process so far, in MB: Linux ``VmHWM`` of
+    ``/proc/self/status`` (the high-water mark of this process image's own memory).
+
+    Not ``ru_maxrss``: on Linux it carries the PARENT's resident size over fork + exec (measured:
+    a child started by a parent holding 1 GB reports ru_maxrss 981 MB, VmHWM 13.6 MB), which
+    made the first full-size memory run report the benchmark parent's 3.03 GB as the child's
+    peak. ``ru_maxrss`` (KiB) is the fallback where ``/proc`` is missing.
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024 / 1e6
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e6
 
 

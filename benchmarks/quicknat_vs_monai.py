@@ -22,7 +22,7 @@ Roofline (item 3): conv FLOPs (2 x MACs, only the slices each side computes) / m
 as a % of the float32 ``tf.linalg.matmul`` peak measured in this run.
 
 Memory (item 4): ``--memory_shape 256,256,256`` runs tfneuro's side once in a FRESH
-subprocess on a volume of that shape and reports its peak resident memory (``ru_maxrss``).
+subprocess on a volume of that shape and reports its peak resident memory (``VmHWM``).
 
 The last line is ``ratio tfneuro/monai: X`` (median tfneuro time / median MONAI time over
 ``--runs`` alternating runs).
