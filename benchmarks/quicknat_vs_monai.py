@@ -27,7 +27,7 @@ subprocess on a volume of that shape and reports its peak resident memory (``VmH
 The last line is ``ratio tfneuro/monai: X`` (median tfneuro time / median MONAI time over
 ``--runs`` alternating runs).
 
-Run (full size; ~25 min on 2 cores, so in the background):
+Run (full size; 30 min on 2 cores including the 256^3 memory run, so in the background):
   nohup python benchmarks/quicknat_vs_monai.py > /tmp/quicknat_vs_monai.log 2>&1 &
 Tiny (the test): python benchmarks/quicknat_vs_monai.py --shape 32,32,32 --filters 4
   --kernel 3 --runs 3 --memory_shape 32,32,32 --peak_n 256
