@@ -240,6 +240,7 @@ def predict_slices(model, volume, axis, *, batch_size: int | None = None, input_
     if labels_out is not None and labels_out.shape != shape[:3]:
         raise InputError("labels_out", f"must have shape {shape[:3]}, got {labels_out.shape}")
     out_m = np.moveaxis(out, axis, 0)
+    lab_m = None if labels_out is None else np.moveaxis(labels_out, axis, 0)
     start, stop = _slice_range(vol, axis, skip_empty)
     # background outside the predicted slab
     out_m[:start, ..., 0] += weight
@@ -252,8 +253,8 @@ def predict_slices(model, volume, axis, *, batch_size: int | None = None, input_
             out_m[lo:hi] += probs
         else:
             out_m[lo:hi] += np.float32(weight) * probs
-        if labels_out is not None:
-            np.moveaxis(labels_out, axis, 0)[lo:hi] = np.argmax(probs, axis=-1)
+        if lab_m is not None:
+            lab_m[lo:hi] = np.argmax(probs, axis=-1)
     return out
 
 
