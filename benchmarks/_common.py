@@ -242,13 +242,13 @@ def profile_layers(model, batch: int, peak: float, repeats: int = 3):
         if not layer.weights:
             continue
         x, x1 = randoms(layer.input)
-        t = best(tf.function(lambda v, lay=layer: lay(v, training=False)), x)
+        t = best(tf.function(lambda v, lay=layer: lay(v, training=False), autograph=False), x)
         gflop = 2 * keras_conv_macs(layer, x1) * batch / 1e9
         total += t
         shapes = " + ".join("x".join(map(str, v.shape)) for v in (x if isinstance(x, list) else [x]))
         rows.append([layer.name, shapes, fmt(t, 3), fmt(gflop, 1), fmt(gflop / t, 1),
                      fmt(100 * gflop / t / peak, 1)])
-    whole = best(tf.function(lambda v: model(v, training=False)), randoms(model.input)[0])
+    whole = best(tf.function(lambda v: model(v, training=False), autograph=False), randoms(model.input)[0])
     for r in rows:
         r.insert(3, fmt(100 * float(r[2]) / total, 1))
     return rows, whole, total
