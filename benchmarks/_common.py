@@ -232,23 +232,24 @@ def profile_layers(model, batch: int, peak: float, repeats: int = 3):
             ts.append(time.perf_counter() - t0)
         return min(ts)
 
-    def randoms(symbolic):
-        many = isinstance(symbolic, (list, tuple))
-        xs = [tf.random.uniform((batch,) + tuple(t.shape[1:])) for t in (symbolic if many else [symbolic])]
-        return (xs, [v[:1] for v in xs]) if many else (xs[0], xs[0][:1])
+    def randoms(symbolic, b):
+        """Random inputs of batch ``b`` shaped like the symbolic input(s); a list stays a list."""
+        return tf.nest.map_structure(lambda t: tf.random.uniform((b,) + tuple(t.shape[1:])),
+                                     symbolic)
 
     rows, total = [], 0.0
     for layer in model.layers:
         if not layer.weights:
             continue
-        x, x1 = randoms(layer.input)
+        x = randoms(layer.input, batch)
         t = best(tf.function(lambda v, lay=layer: lay(v, training=False), autograph=False), x)
-        gflop = 2 * keras_conv_macs(layer, x1) * batch / 1e9
+        gflop = 2 * keras_conv_macs(layer, randoms(layer.input, 1)) * batch / 1e9
         total += t
-        shapes = " + ".join("x".join(map(str, v.shape)) for v in (x if isinstance(x, list) else [x]))
+        shapes = " + ".join("x".join(map(str, v.shape)) for v in tf.nest.flatten(x))
         rows.append([layer.name, shapes, fmt(t, 3), fmt(gflop, 1), fmt(gflop / t, 1),
                      fmt(100 * gflop / t / peak, 1)])
-    whole = best(tf.function(lambda v: model(v, training=False), autograph=False), randoms(model.input)[0])
+    whole = best(tf.function(lambda v: model(v, training=False), autograph=False),
+                 randoms(model.input, batch))
     for r in rows:
         r.insert(3, fmt(100 * float(r[2]) / total, 1))
     return rows, whole, total

@@ -6,8 +6,8 @@ per view (sagittal, coronal, axial), softmax probabilities averaged over the thr
 
 * tfneuro: ``tfneuro.inference.predict_volume_views`` with three ``tfneuro.models.quicknat``
   models (``--batch_size`` slices per ``predict_on_batch``, default: the library's automatic
-  batch, 2**17 pixels per call, which MONAI's ``sw_batch_size`` gets too; ``skip_empty`` computes only the slices
-  inside the volume's nonzero bounding box — tfneuro's own feature, stated in the table).
+  batch, 2**17 pixels per call, which MONAI's ``sw_batch_size`` gets too; ``skip_empty``
+  computes only the slices inside the volume's nonzero bounding box — tfneuro's own feature, stated in the table).
 * MONAI: ``monai.networks.nets.Quicknat`` (eval mode, ``torch.inference_mode``,
   ``torch.set_num_threads(--threads)``) wrapped with a softmax, run by
   ``monai.inferers.SliceInferer(roi_size=<whole slice>, sw_batch_size=batch_size,
@@ -241,15 +241,17 @@ def main(argv=None):
     print(f"per computed slice ratio tfneuro/monai: {per_slice_ratio:.3f}")
     print(f"load average: start of timing see per-run lines, end {load_end}")
     if args.profile:
-        hw = (shape[0], shape[1])
         from tfneuro.models.quicknat import quicknat
+
+        hw = (shape[0], shape[1])
+        batch = view_batch(args, hw)
 
         prof = quicknat(args.classes, input_shape=hw + (1,), filters=args.filters,
                         kernel_size=args.kernel)
         print()
-        print(f"profile (axial model, {hw[0]}x{hw[1]}, batch {view_batch(args, hw)}; each layer "
+        print(f"profile (axial model, {hw[0]}x{hw[1]}, batch {batch}; each layer "
               f"timed alone in a tf.function, best of 3; load {load_average()}):")
-        print(profile_table(*profile_layers(prof, view_batch(args, hw), peak)))
+        print(profile_table(*profile_layers(prof, batch, peak)))
 
     if args.memory_shape.lower() != "none":
         mshape = parse_shape(args.memory_shape)

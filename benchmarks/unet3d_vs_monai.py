@@ -28,7 +28,8 @@ Roofline: conv FLOPs (2 x MACs from each net's own layer shapes, x the windows i
 median time, as % of the float32 matmul peak measured in this run.
 
 Last line: ``ratio tfneuro/monai: X`` (median over ``--runs`` alternating runs).
-Full size (19 min on 2 cores): ``nohup python benchmarks/unet3d_vs_monai.py > /tmp/unet3d_vs_monai.log 2>&1 &``
+Full size (19 min on 2 cores):
+  ``nohup python benchmarks/unet3d_vs_monai.py > /tmp/unet3d_vs_monai.log 2>&1 &``
 Tiny (the test): ``--shape 32,32,32 --window 16 --base_filters 2 --peak_n 256``
 """
 

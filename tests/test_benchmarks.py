@@ -44,7 +44,8 @@ def table_medians(out):
 
 def test_quicknat_vs_monai_tiny(tmp_path):
     out = run_script("quicknat_vs_monai.py", "--shape", "32,32,32", "--filters", "2",
-                     "--kernel", "3", "--classes", "2", "--runs", "3", "--memory_shape", "16,16,16", "--peak_n", "128")
+                     "--kernel", "3", "--classes", "2", "--runs", "3",
+                     "--memory_shape", "16,16,16", "--peak_n", "128")
     ratio = last_ratio(out, "tfneuro/monai")
     med = table_medians(out)
     tf_side = [v for k, v in med.items() if k.startswith("tfneuro")][0]

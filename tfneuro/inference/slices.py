@@ -186,8 +186,8 @@ def _check_batch_size(batch_size):
     return int(batch_size)
 
 
-def predict_slices(model, volume, axis, *, batch_size: int | None = None, input_kind: str | None = None,
-                   skip_empty: bool = True, num_classes: int | None = None,
+def predict_slices(model, volume, axis, *, batch_size: int | None = None,
+                   input_kind: str | None = None, skip_empty: bool = True, num_classes: int | None = None,
                    out: np.ndarray | None = None, weight: float = 1.0,
                    labels_out: np.ndarray | None = None, memory_budget=None) -> np.ndarray:
     """Slice-wise prediction of a whole volume along one axis.
