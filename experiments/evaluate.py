@@ -21,14 +21,13 @@ per-class mean/SD summary is printed (and written to ``--summary`` if given).
 from __future__ import annotations
 
 import os
-import sys
 
 from absl import flags
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from tfneuro.errors import InputError, InputErrors  # noqa: E402
-from tfneuro.utils import cli  # noqa: E402
+from tfneuro import evaluation
+from tfneuro.apps import checks, cli
+from tfneuro.data import cohort as cohorts
+from tfneuro.errors import InputError, InputErrors
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("cohort", None, "Cohort CSV with a label column (references).")
@@ -82,7 +81,6 @@ def main(argv):
     from tfneuro.io import check_same_grid, load_volume
     from tfneuro.io.labels import get_scheme, regroup
     from tfneuro.metrics import evaluation_table, summarize_table
-    from tfneuro.training.experiment import check_outputs, input_files, print_summary, write_results
 
     for flag in ("--label_scheme", "--regroup_to"):
         value = FLAGS[flag[2:]].value
@@ -106,7 +104,7 @@ def main(argv):
             raise InputError(flag, f"{path}: expected a .csv file")
         if path and not os.path.isdir(os.path.dirname(os.path.abspath(path))):
             raise InputError(flag, f"directory {os.path.dirname(os.path.abspath(path))} does not exist")
-    check_outputs(outputs, input_files(df) + [p for _, _, p in pairs])
+    checks.check_outputs(outputs, cohorts.cohort_files(df) + [p for _, _, p in pairs])
 
     import numpy as np
     import pandas as pd
@@ -140,13 +138,13 @@ def main(argv):
                                        regroup_to=FLAGS.regroup_to, distances=FLAGS.distances,
                                        hd_percentile=FLAGS.percentile))
     table = pd.concat(tables, ignore_index=True)
-    write_results(table, FLAGS.output)
+    evaluation.write_results(table, FLAGS.output)
     summary = summarize_table(table)
     if FLAGS.summary:
-        write_results(summary, FLAGS.summary)
+        evaluation.write_results(summary, FLAGS.summary)
     cols = ["name", "dice_mean", "dice_sd", "precision_mean"] + (
         ["hd95_mm_mean", "msd_mm_mean"] if FLAGS.distances else [])
-    print_summary(f"{len(loaded)} subject(s), scheme {FLAGS.regroup_to or scheme.name}: mean (SD) "
+    evaluation.print_summary(f"{len(loaded)} subject(s), scheme {FLAGS.regroup_to or scheme.name}: mean (SD) "
                   "over subjects", summary, cols)
     print(f"results: {FLAGS.output}")
     print(f"mean Dice: {table['dice'].mean():.4f}")

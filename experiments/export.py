@@ -18,14 +18,11 @@ weights checkpoint (``.weights.h5``) for a registry model built with ``--archite
 from __future__ import annotations
 
 import os
-import sys
 
 from absl import flags
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from tfneuro.errors import InputError  # noqa: E402
-from tfneuro.utils import cli  # noqa: E402
+from tfneuro.apps import cli
+from tfneuro.errors import InputError
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model", None, ".keras file, or a .weights.h5 checkpoint with --architecture.")
@@ -54,7 +51,7 @@ flags.DEFINE_bool("unsafe", False, "Allow .keras files containing arbitrary Pyth
 
 
 def _load(path):
-    from tfneuro.export.pipeline import load_keras_model
+    from tfneuro.training.saving import load_keras_model
 
     if not os.path.exists(path):
         raise InputError(path, "model file not found")
@@ -125,8 +122,9 @@ def main(argv):
         view_weights=weights, views=FLAGS.slice_views,
         window=[int(w) for w in _floats(FLAGS.window, "--window")], overlap=FLAGS.overlap,
         batch_size=FLAGS.batch_size, modalities=FLAGS.modalities)
-    print(f"wrote {FLAGS.out}: {meta['model_name']} ({meta['ndim']}D, {meta['num_classes']} classes "
-          f"{meta['label_names']}, conform {meta['conform']['spacing'][0]} mm {meta['conform']['orientation']})")
+    print(f"wrote {FLAGS.out}: {meta.model_name} ({meta.ndim}D, {meta.num_classes} classes "
+          f"{list(meta.label_names or [])}, conform {meta.conform.conform_spacing} mm "
+          f"{meta.conform.orientation})")
 
 
 if __name__ == "__main__":

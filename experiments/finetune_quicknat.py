@@ -25,20 +25,18 @@ HD95, MSD), ``per_label.csv`` (mean/SD over folds), ``confusion_matrix.csv`` and
 from __future__ import annotations
 
 import os
-import sys
 
 from absl import flags
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from tfneuro.errors import InputError  # noqa: E402
-from tfneuro.training import experiment as ex  # noqa: E402
-from tfneuro.training import flags as tflags  # noqa: E402
-from tfneuro.utils import cli  # noqa: E402
+from tfneuro import evaluation, training
+from tfneuro.apps import checks, cli
+from tfneuro.apps import flags as aflags
+from tfneuro.data import cohort as cohorts
+from tfneuro.errors import InputError
 
 FLAGS = flags.FLAGS
-ex.define_experiment_flags()
-tflags.define_training_flags(epochs=50, batch_size=8, learning_rate=None, seed=0)
+aflags.define_experiment_flags()
+aflags.define_training_flags(epochs=50, batch_size=8, learning_rate=None, seed=0)
 flags.DEFINE_string("pretrained", None, "Pre-trained 2D model (.keras, e.g. from "
                     "train_quicknat.py). Loaded in safe mode.")
 flags.DEFINE_bool("unsafe", False, "Allow .keras models with arbitrary Python (Lambda layers).")
@@ -87,9 +85,8 @@ def _confusion_png(matrix, names, path, title):
 def main(argv):
     if len(argv) > 1:
         raise InputError("command line", f"unexpected arguments {argv[1:]}")
-    from tfneuro.training.experiment import quiet_logs
 
-    quiet_logs()
+    cli.quiet_logs()
     if not FLAGS.pretrained:
         raise InputError("--pretrained", "is required (a .keras model, e.g. from train_quicknat.py)")
     if not os.path.isfile(FLAGS.pretrained):
@@ -97,8 +94,8 @@ def main(argv):
     if not FLAGS.pretrained.endswith(".keras"):
         raise InputError("--pretrained", f"{FLAGS.pretrained}: expected a .keras file")
     mods = tuple(FLAGS.modalities)
-    config = tflags.config_from_flags()
-    seed = ex.seed_value()
+    config = aflags.config_from_flags()
+    seed = aflags.seed_value()
     rates = None
     if FLAGS.learning_rate is None:
         from tfneuro.training.recipes import PAPER001_RATES
@@ -109,22 +106,22 @@ def main(argv):
             raise InputError("--rates", f"{FLAGS.rates}: not numbers") from None
         if not rates or any(not r > 0 for r in rates):
             raise InputError("--rates", f"{rates}: need positive learning rates")
-    out = ex.check_out_dir(FLAGS.out, [FLAGS.pretrained] + ([FLAGS.cohort] if FLAGS.cohort else []))
-    df = ex.load_cohort(out_dir=out, modalities=mods, label="label", min_subjects=2)
+    out = checks.check_out_dir(FLAGS.out, [FLAGS.pretrained] + ([FLAGS.cohort] if FLAGS.cohort else []))
+    df = aflags.cohort_from_flags(out_dir=out, modalities=mods, label="label", min_subjects=2)
     scheme = FLAGS.label_scheme
     from tfneuro.io.labels import get_scheme
 
     names = list(get_scheme(scheme).names)
-    files = ex.input_files(df) + [FLAGS.pretrained]
+    files = cohorts.cohort_files(df) + [FLAGS.pretrained]
     outs = {n: os.path.join(out, n) for n in ("lr_sweep.csv", "results.csv", "per_label.csv",
                                                "confusion_matrix.csv", "confusion_matrix.png")}
-    ex.check_outputs(outs, files)
+    checks.check_outputs(outs, files)
 
 
-    pre = ex.load_model(FLAGS.pretrained, unsafe=FLAGS.unsafe)
+    pre = training.load_keras_model(FLAGS.pretrained, unsafe=FLAGS.unsafe)
     if len(pre.inputs[0].shape) != 4:
         raise InputError(FLAGS.pretrained, f"model {pre.name!r} is not a 2D slice model")
-    ex.check_model_channels(pre, len(mods), "--modalities")
+    checks.check_model_channels(pre, len(mods), "--modalities")
     if rates is not None:
         from tfneuro.data.cohort import select_split
 
@@ -145,7 +142,7 @@ def main(argv):
     from tfneuro.training.transfer import fit_two_stage, replace_classifier
 
     strategy = setup_runtime(config)
-    pad_to = ex.cohort_shape(df, mods[0], multiple=16)
+    pad_to = cohorts.cohort_shape(df, mods[0], multiple=16)
     k = len(names)
 
     def finetune(train_df, rate, run_dir):
@@ -155,10 +152,10 @@ def main(argv):
                                  seed=epoch_seed(seed, epoch))
 
         with strategy.scope():
-            model = replace_classifier(ex.load_model(FLAGS.pretrained, unsafe=FLAGS.unsafe), k)
+            model = replace_classifier(training.load_keras_model(FLAGS.pretrained, unsafe=FLAGS.unsafe), k)
 
         def compile_fn(m, stage):
-            m.compile(optimizer=keras.optimizers.Adam(rate), loss=ex.segmentation_loss(m),
+            m.compile(optimizer=keras.optimizers.Adam(rate), loss=training.segmentation_loss(m),
                       **config.compile_kwargs())
 
         fit_two_stage(model, compile_fn, train_ds, out_dir=run_dir,
@@ -172,7 +169,7 @@ def main(argv):
 
         def trial(rate):
             model = finetune(tr, rate, os.path.join(out, "lr_sweep", f"lr_{rate:g}"))
-            t = ex.evaluate_subjects(model, va, modalities=mods, scheme=scheme,
+            t = evaluation.evaluate_subjects(model, va, modalities=mods, scheme=scheme,
                                      views=[FLAGS.view], distances=False, desc="validate")
             return {"val_mean_dice": float(t["dice"].mean())}
 
@@ -182,7 +179,7 @@ def main(argv):
               f"{sweep.loc[sweep['best'], 'val_mean_dice'].iloc[0]:.4f})")
     else:
         rate = float(FLAGS.learning_rate)
-        ex.write_results(pd.DataFrame([{"learning_rate": rate, "val_mean_dice": np.nan,
+        evaluation.write_results(pd.DataFrame([{"learning_rate": rate, "val_mean_dice": np.nan,
                                         "best": True}]), outs["lr_sweep.csv"])
     subjects = list(df["subject"])[: FLAGS.folds or len(df)]
     tables, cm = [], np.zeros((k, k), np.int64)
@@ -193,23 +190,23 @@ def main(argv):
         test.attrs.update(df.attrs)
         print(f"fold {i + 1}/{len(subjects)}: leave out {s}")
         model = finetune(train, rate, os.path.join(out, f"fold_{s}"))
-        t, preds = ex.evaluate_subjects(model, test, modalities=mods, scheme=scheme,
+        t, preds = evaluation.evaluate_subjects(model, test, modalities=mods, scheme=scheme,
                                         views=[FLAGS.view], distances=FLAGS.distances,
                                         desc=f"evaluate {s}", return_predictions=True)
         y, p = preds[s]
         cm += confusion_matrix(y, p, num_classes=k)
         tables.append(t.assign(fold=i + 1, learning_rate=rate))
     table = pd.concat(tables, ignore_index=True)
-    ex.write_results(table, outs["results.csv"])
+    evaluation.write_results(table, outs["results.csv"])
     per_label = table.groupby(["label", "name"])[["dice", "precision"]].agg(["mean", "std"])
     per_label.columns = [f"{a}_{b}" for a, b in per_label.columns]
     per_label = per_label.reset_index()
-    ex.write_results(per_label, outs["per_label.csv"])
-    ex.write_results(pd.DataFrame(cm, index=names, columns=names).rename_axis("reference")
+    evaluation.write_results(per_label, outs["per_label.csv"])
+    evaluation.write_results(pd.DataFrame(cm, index=names, columns=names).rename_axis("reference")
                      .reset_index(), outs["confusion_matrix.csv"])
     _confusion_png(cm, names, outs["confusion_matrix.png"],
                    f"QuickNAT fine-tuned ({FLAGS.view}), {len(subjects)} LOO fold(s)")
-    ex.print_summary(f"two-stage fine-tuning, lr {rate:g}, leave-one-out over "
+    evaluation.print_summary(f"two-stage fine-tuning, lr {rate:g}, leave-one-out over "
                      f"{len(subjects)} subject(s): per-label Dice / precision", per_label)
     print(f"results: {outs['results.csv']}; confusion matrix: {outs['confusion_matrix.png']}")
     print(f"mean Dice: {table['dice'].mean():.4f}")

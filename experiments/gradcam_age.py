@@ -34,22 +34,18 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 
 from absl import flags
 
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(_HERE))
-sys.path.insert(0, _HERE)
-
-import train_age_classifier as tac  # noqa: E402  (shared helpers; defines no flags on import)
-
-from tfneuro.errors import InputError  # noqa: E402
-from tfneuro.training import experiment as exp  # noqa: E402
-from tfneuro.utils.cli import run  # noqa: E402
+from tfneuro import evaluation
+from tfneuro.apps import age_study, checks
+from tfneuro.apps import flags as aflags
+from tfneuro.apps.cli import run
+from tfneuro.data import cohort as cohorts
+from tfneuro.errors import InputError
 
 FLAGS = flags.FLAGS
-exp.define_experiment_flags(synth_subjects=12, synth_spacing=2.0)
+aflags.define_experiment_flags(synth_subjects=12, synth_spacing=2.0)
 flags.DEFINE_string("classifier", None, "Output directory of train_age_classifier.py (or its "
                     "model.keras, with classifier.json beside it).")
 flags.DEFINE_enum("split", "all", ["all", "train", "val", "test"], "Subjects to explain.")
@@ -81,7 +77,7 @@ def _classifier_paths(path):
     try:
         with open(info, encoding="utf-8") as f:
             meta = json.load(f)
-        meta["pad_to"] = tac.parse_shape(meta["pad_to"], info)
+        meta["pad_to"] = age_study.parse_shape(meta["pad_to"], info)
         for key in ("modality", "mask_column", "age_groups_months"):
             meta[key]
     except (json.JSONDecodeError, KeyError, TypeError) as e:
@@ -90,7 +86,7 @@ def _classifier_paths(path):
 
 
 def _check_groups(df, source):
-    groups = [tac.age_group(a) for a in df["age_months"]]
+    groups = [age_study.age_group(a) for a in df["age_months"]]
     counts = {g: groups.count(g) for g in set(groups)}
     if sum(1 for c in counts.values() if c >= 2) < 2:
         raise InputError(source, f"the ANOVA needs >= 2 age groups with >= 2 subjects each; "
@@ -131,7 +127,7 @@ def main(argv):
     import numpy as np
     import pandas as pd
 
-    out = exp.check_out_dir(FLAGS.out, inputs=[FLAGS.cohort] if FLAGS.cohort else [])
+    out = checks.check_out_dir(FLAGS.out, inputs=[FLAGS.cohort] if FLAGS.cohort else [])
     model_path, meta = _classifier_paths(FLAGS.classifier)
     if not FLAGS.cohort and meta.get("cohort"):
         FLAGS.cohort = meta["cohort"]
@@ -140,7 +136,7 @@ def main(argv):
         raise InputError(os.path.join(os.path.dirname(model_path), "classifier.json"),
                          f"its skull_model {skull_path} no longer exists")
     mask_col = None if skull_path else meta["mask_column"]
-    df = exp.load_cohort(FLAGS, out_dir=out, modalities=(meta["modality"],), label=mask_col,
+    df = aflags.cohort_from_flags(FLAGS, out_dir=out, modalities=(meta["modality"],), label=mask_col,
                          scheme="tissue4" if mask_col else None, require_age=True,
                          min_subjects=4)
     source = df.attrs.get("source", "cohort")
@@ -148,10 +144,10 @@ def main(argv):
         df = df[df["split"] == FLAGS.split].reset_index(drop=True)
     groups = _check_groups(df, source)
     paths = {name: os.path.join(out, name) for name in OUTPUTS}
-    exp.check_outputs(paths, exp.input_files(df) + [model_path])
+    checks.check_outputs(paths, cohorts.cohort_files(df) + [model_path])
 
     from tfneuro.explain import grad_cam, heatmap_statistics
-    from tfneuro.export.pipeline import load_keras_model
+    from tfneuro.training.saving import load_keras_model
     from tfneuro.utils.progress import progress
 
     model = load_keras_model(model_path, unsafe=FLAGS.unsafe)
@@ -159,15 +155,15 @@ def main(argv):
         model.get_layer(FLAGS.layer)
     except ValueError:
         raise InputError("--layer", f"model {model_path} has no layer {FLAGS.layer!r}") from None
-    skull_model = tac.load_skull_model(skull_path, FLAGS.unsafe) if skull_path else None
+    skull_model = age_study.load_skull_model(skull_path, FLAGS.unsafe) if skull_path else None
     age_groups = np.asarray(meta["age_groups_months"])
     pad_to = meta["pad_to"]
     rows, maps, images, region_masks = [], [], [], []
     for row, g in progress(list(zip(df.to_dict("records"), groups)), desc="grad-cam",
                            unit="subject"):
-        mask = (tac.predicted_mask(skull_model, row, meta["modality"], meta.get("theta", 6.0),
+        mask = (age_study.predicted_mask(skull_model, row, meta["modality"], meta.get("theta", 6.0),
                                    meta.get("window", 96)) if skull_model is not None else None)
-        x, m = tac.classifier_input(row, meta["modality"], pad_to, mask, meta["mask_column"])
+        x, m = age_study.classifier_input(row, meta["modality"], pad_to, mask, meta["mask_column"])
         probs = np.asarray(model.predict_on_batch(x[None]))[0]
         pred = int(np.argmax(probs))
         cls = pred if FLAGS.class_source == "predicted" else g
@@ -196,7 +192,7 @@ def main(argv):
     per["heatmap_percentile"] = np.nan
     per.loc[idx, "heatmap_percentile"] = stats_rows["value"].to_numpy()
     per["in_anova"] = keep
-    exp.write_results(per, paths["gradcam_subjects.csv"])
+    evaluation.write_results(per, paths["gradcam_subjects.csv"])
     labels, mean_imgs, mean_maps = [], [], []
     for g in sorted(per["age_group_months"].unique()):
         members = np.flatnonzero(per["age_group_months"].to_numpy() == g)

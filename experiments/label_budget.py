@@ -24,27 +24,25 @@ mean DSC and mean DSC without background on the validation and test sets) and a 
 from __future__ import annotations
 
 import os
-import sys
 
 from absl import flags
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from tfneuro.errors import InputError  # noqa: E402
-from tfneuro.training import experiment as ex  # noqa: E402
-from tfneuro.training import flags as tflags  # noqa: E402
-from tfneuro.utils import cli  # noqa: E402
+from tfneuro import evaluation, training
+from tfneuro.apps import checks, cli
+from tfneuro.apps import flags as aflags
+from tfneuro.data import cohort as cohorts
+from tfneuro.errors import InputError
 
 FLAGS = flags.FLAGS
-ex.define_experiment_flags()
-tflags.define_training_flags(epochs=60, batch_size=2, learning_rate=1e-2, seed=0)
+aflags.define_experiment_flags()
+aflags.define_training_flags(epochs=60, batch_size=2, learning_rate=1e-2, seed=0)
 flags.DEFINE_integer("full_epochs", 20, "Epochs of the fully labelled baseline (paper 002: 20; "
                      "--epochs is the budget runs' 60).", lower_bound=1)
 flags.DEFINE_list("allocations", ["random", "sagittal", "coronal", "axial"],
                   "Budget allocations to run (paper 002's four).")
 flags.DEFINE_float("fraction", 1.0 / 3.0, "Share of slices labelled per volume (paper 002: 1/3).")
 flags.DEFINE_string("model", "res_unet3d", "Registered 3D segmentation model.")
-ex.define_unet3d_flags()
+aflags.define_unet3d_flags()
 
 ALLOCATIONS = ("random", "sagittal", "coronal", "axial")
 
@@ -74,19 +72,19 @@ def budget_cohort(train_df, allocation, fraction, seed):
 def main(argv):
     if len(argv) > 1:
         raise InputError("command line", f"unexpected arguments {argv[1:]}")
-    ex.quiet_logs()
+    cli.quiet_logs()
     bad = [a for a in FLAGS.allocations if a not in ALLOCATIONS]
     if bad:
         raise InputError("--allocations", f"{FLAGS.allocations}: choose from {list(ALLOCATIONS)}")
     if not 0 < FLAGS.fraction <= 1:
         raise InputError("--fraction", f"must be in (0, 1], got {FLAGS.fraction}")
     mods = tuple(FLAGS.modalities)
-    ex.check_model_name(FLAGS.model, modalities=mods, tasks=("segmentation",), ndim=3)
-    patch = ex.patch_size_from_flags()
-    config = tflags.config_from_flags()
-    seed = ex.seed_value()
-    out = ex.check_out_dir(FLAGS.out, [FLAGS.cohort] if FLAGS.cohort else [])
-    df = ex.load_cohort(out_dir=out, modalities=mods, label="label", min_subjects=2)
+    checks.check_model_name(FLAGS.model, modalities=mods, tasks=("segmentation",), ndim=3)
+    patch = aflags.patch_size_from_flags()
+    config = aflags.config_from_flags()
+    seed = aflags.seed_value()
+    out = checks.check_out_dir(FLAGS.out, [FLAGS.cohort] if FLAGS.cohort else [])
+    df = aflags.cohort_from_flags(out_dir=out, modalities=mods, label="label", min_subjects=2)
     from tfneuro.data.cohort import select_split
     from tfneuro.io.labels import get_scheme
 
@@ -100,7 +98,7 @@ def main(argv):
         raise InputError(src, "needs train subjects and val or test subjects")
     outs = {"results.csv": os.path.join(out, "results.csv"),
             "table3.csv": os.path.join(out, "table3.csv")}
-    ex.check_outputs(outs, ex.input_files(df))
+    checks.check_outputs(outs, cohorts.cohort_files(df))
 
     import pandas as pd
 
@@ -116,12 +114,12 @@ def main(argv):
         steps = max(1, -(-len(units) * FLAGS.patches_per_volume // FLAGS.batch_size))
         run_dir = os.path.join(out, name)
         print(f"[{name}] {len(units)} training unit(s), {epochs} epochs; "
-              f"{ex.resume_note(run_dir, FLAGS.resume)}")
-        model = ex.build_segmentation_3d(FLAGS.model, k, len(mods), base_filters=FLAGS.base_filters,
+              f"{training.resume_note(run_dir, FLAGS.resume)}")
+        model = training.build_segmentation_3d(FLAGS.model, k, len(mods), base_filters=FLAGS.base_filters,
                                          depth=FLAGS.depth, steps_per_epoch=steps, epochs=epochs,
                                          learning_rate=FLAGS.learning_rate, strategy=strategy,
                                          compile_kwargs=config.compile_kwargs())
-        data = ex.patch_train_fn(units, patch_size=patch, patches_per_volume=FLAGS.patches_per_volume,
+        data = training.patch_train_fn(units, patch_size=patch, patches_per_volume=FLAGS.patches_per_volume,
                                  modalities=mods, scheme=scheme, batch_size=FLAGS.batch_size,
                                  seed=seed, weights=weights)
         fit(model, data, epochs=epochs, out_dir=run_dir, resume=FLAGS.resume, seed=seed,
@@ -129,17 +127,17 @@ def main(argv):
         row = {"condition": "Full" if name == "full" else name.capitalize(), "epochs": epochs,
                "units": len(units)}
         for split, edf in evals.items():
-            t = ex.evaluate_subjects(model, edf, modalities=mods, scheme=scheme, window=patch,
+            t = evaluation.evaluate_subjects(model, edf, modalities=mods, scheme=scheme, window=patch,
                                      labels=list(range(k)), distances=FLAGS.distances,
                                      desc=f"evaluate {name} {split}")
             tables.append(t.assign(condition=name, split=split))
             row[f"{split}_mean_dsc"] = float(t["dice"].mean())
             row[f"{split}_mean_dsc_no_bg"] = float(t.loc[t["label"] != 0, "dice"].mean())
         rows.append(row)
-    ex.write_results(pd.concat(tables, ignore_index=True), outs["results.csv"])
+    evaluation.write_results(pd.concat(tables, ignore_index=True), outs["results.csv"])
     table = pd.DataFrame(rows)
-    ex.write_results(table, outs["table3.csv"])
-    ex.print_summary(f"label budgets ({FLAGS.fraction:.3g} of the slices) vs full labels "
+    evaluation.write_results(table, outs["table3.csv"])
+    evaluation.print_summary(f"label budgets ({FLAGS.fraction:.3g} of the slices) vs full labels "
                      "(paper 002 Table 3 layout; DSC averaged over subjects and classes)", table)
     print(f"results: {outs['results.csv']}, {outs['table3.csv']}")
 

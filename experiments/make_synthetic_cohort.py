@@ -10,15 +10,12 @@ See tfneuro/data/synth.py for the model (age-dependent size, contrast, skull thi
 from __future__ import annotations
 
 import os
-import sys
 
 from absl import flags
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from tfneuro.errors import InputError  # noqa: E402
-from tfneuro.training.experiment import check_out_dir  # noqa: E402
-from tfneuro.utils.cli import run  # noqa: E402
+from tfneuro.apps import checks
+from tfneuro.apps.cli import run
+from tfneuro.errors import InputError
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("out", None, "Output directory (created).")
@@ -32,7 +29,7 @@ flags.DEFINE_string("montage", None, "Optional PNG: mid-axial T1/T2/labels/skull
 
 def main(argv):
     del argv
-    check_out_dir(FLAGS.out, flag="--out")
+    checks.check_out_dir(FLAGS.out, flag="--out")
     ages = None
     if FLAGS.ages:
         try:

@@ -28,16 +28,17 @@ cross-entropy without the boundary weight, slices without any tissue skipped.
 from __future__ import annotations
 
 import os
-import sys
 import time
 
 from absl import flags
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from tfneuro.errors import InputError  # noqa: E402
-from tfneuro.training import flags as tflags  # noqa: E402
-from tfneuro.utils import cli  # noqa: E402
+from tfneuro import evaluation, training
+from tfneuro.apps import checks, cli, segment
+from tfneuro.apps import flags as aflags
+from tfneuro.data import cohort as cohorts
+from tfneuro.data.load import load_cohort
+from tfneuro.errors import InputError
+from tfneuro.io import voxel_spacing
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODALITIES = ("t1", "t2")
@@ -59,18 +60,11 @@ flags.DEFINE_integer("steps_per_epoch", None, "Batches per epoch (default: all s
                      lower_bound=1)
 flags.DEFINE_string("saved_model", os.path.join(REPO, "saved_models", "quickstart_quicknat"),
                     "Where to export the SavedModel (a directory; replaced atomically).")
-tflags.define_training_flags(epochs=12, batch_size=16, learning_rate=1e-3, seed=0)
-
-VIEWS = ("axial", "coronal", "sagittal")
-
+aflags.define_training_flags(epochs=12, batch_size=16, learning_rate=1e-3, seed=0)
 
 def _check_flags():
-    from tfneuro.training.experiment import check_out_dir
-
-    out = check_out_dir(FLAGS.out)
-    bad = [v for v in FLAGS.views if v not in VIEWS]
-    if bad or not FLAGS.views or len(set(FLAGS.views)) != len(FLAGS.views):
-        raise InputError("--views", f"{FLAGS.views}: give distinct views from {list(VIEWS)}")
+    out = checks.check_out_dir(FLAGS.out)
+    checks.check_views(FLAGS.views)
     sm = os.path.abspath(FLAGS.saved_model or "")
     if not FLAGS.saved_model:
         raise InputError("--saved_model", "is required")
@@ -97,11 +91,10 @@ def _train_view(view, train_df, pad_to, out, strategy, config):
     from tfneuro.data import slice_dataset
     from tfneuro.losses import DiceCELoss
     from tfneuro.models import get
-    from tfneuro.training.experiment import class_weights_from_cohort
     from tfneuro.training.loop import fit
 
     # paper 001's loss: median-frequency weighted cross-entropy + Dice
-    ce_weight = class_weights_from_cohort(train_df, 4, SCHEME)
+    ce_weight = training.class_weights_from_cohort(train_df, 4, SCHEME)
     with strategy.scope():
         model = get("quicknat", num_classes=4, input_shape=(None, None, len(MODALITIES)),
                     filters=FLAGS.filters)
@@ -124,50 +117,37 @@ def _train_view(view, train_df, pad_to, out, strategy, config):
 def main(argv):
     if len(argv) > 1:
         raise InputError("command line", f"unexpected arguments {argv[1:]}")
-    from tfneuro.training.experiment import quiet_logs
 
-    quiet_logs()
+    cli.quiet_logs()
     t0 = time.time()
     out, sm = _check_flags()
-    config = tflags.config_from_flags()
+    config = aflags.config_from_flags()
     if FLAGS.seed is None:
         raise InputError("--seed", "is required")
 
+    import numpy as np
     import pandas as pd
 
-    from tfneuro.data.cohort import select_split
     from tfneuro.export import export_model
-    from tfneuro.export import pipeline
+    from tfneuro.io import load_volume
     from tfneuro.metrics import evaluation_table
-    from tfneuro.training.experiment import (cohort_shape, input_files, load_cohort,
-                                             print_summary, spacing_of, write_results)
     from tfneuro.training.runtime import setup_runtime
     from tfneuro.utils.progress import progress
 
     # 1. cohort (validated like any experiment's cohort)
-    fv = flags.FlagValues()
-    from tfneuro.training.experiment import define_experiment_flags
-
-    define_experiment_flags(synth_subjects=FLAGS.subjects, synth_spacing=FLAGS.spacing,
-                            flag_values=fv)
-    fv(["quickstart"])
-    df = load_cohort(fv, out_dir=out, modalities=MODALITIES, scheme=SCHEME, min_subjects=3)
-    train_df, test_df = select_split(df, "train"), select_split(df, "test")
-    if train_df.empty or test_df.empty:
-        raise InputError(df.attrs["source"], "needs train and test subjects")
-    plans = {}
-    for s in test_df["subject"]:
-        plans[s] = {"--output": os.path.join(out, f"{s}_labels.nii.gz"),
-                    "--volumes_csv": os.path.join(out, f"{s}_volumes.csv"),
-                    "--qc_png": os.path.join(out, f"{s}_qc.png")}
-        pipeline.check_output_paths(plans[s], input_files(df))
+    df = load_cohort(None, out_dir=out, modalities=MODALITIES, scheme=SCHEME, min_subjects=3,
+                     synth_subjects=FLAGS.subjects, synth_spacing=FLAGS.spacing, seed=FLAGS.seed)
+    train_df, test_df = cohorts.require_splits(df, "train", "test")
+    plans = segment.cohort_plans(test_df, out, volumes=True, qc=True)
+    for plan in plans.values():
+        checks.check_outputs(plan, cohorts.cohort_files(df), checks.EXTENSIONS)
     print(f"cohort: {len(df)} subjects ({len(train_df)} train, {len(test_df)} test) at "
           f"{FLAGS.spacing:g} mm in {os.path.dirname(df.attrs['source'])} "
           f"[{time.time() - t0:.0f} s]")
 
     # 2. train one QuickNAT per view
     strategy = setup_runtime(config)
-    pad_to = cohort_shape(df, "t1", multiple=16)
+    pad_to = cohorts.cohort_shape(df, "t1", multiple=16)
     models = {}
     for view in FLAGS.views:
         models[view], _ = _train_view(view, train_df, pad_to, out, strategy, config)
@@ -181,29 +161,23 @@ def main(argv):
     print(f"exported SavedModel {sm} [{time.time() - t0:.0f} s]")
 
     # 4. segment the held-out subjects through the SavedModel (experiments/segment.py's path)
-    seg = pipeline.load_segmenter(sm)
+    seg = segment.load_segmenter(sm)
     tables = []
     for row in progress(test_df.to_dict("records"), desc="segment (SavedModel)", unit="subject"):
         s = row["subject"]
-        paths = [row[m] for m in MODALITIES]
-        imgs = pipeline.load_inputs(seg, paths, list(MODALITIES))
-        result = pipeline.segment_images(seg, imgs)
-        for w in pipeline.write_outputs(result, output=plans[s]["--output"],
-                                        volumes_csv=plans[s]["--volumes_csv"],
-                                        qc_png=plans[s]["--qc_png"], title=f"{s} (quickstart)"):
+        result, written = segment.segment_files(seg, [row[m] for m in MODALITIES],
+                                                list(MODALITIES), plans[s],
+                                                title=f"{s} (quickstart)")
+        for w in written:
             print(f"wrote {w}")
         # 5. evaluate in the input space against the reference labels
-        import numpy as np
-
-        from tfneuro.io import load_volume
-
         ref = load_volume(row["label"], kind="label", scheme=SCHEME)
         tables.append(evaluation_table(np.asarray(ref.dataobj).astype(np.int32),
                                        np.asarray(result.labels.dataobj).astype(np.int32),
-                                       spacing_of(row["label"]), subject=s, scheme=SCHEME))
+                                       voxel_spacing(row["label"]), subject=s, scheme=SCHEME))
     table = pd.concat(tables, ignore_index=True)
-    write_results(table, os.path.join(out, "results.csv"))
-    print_summary("held-out subjects, segmented through the SavedModel (input space):", table,
+    evaluation.write_results(table, os.path.join(out, "results.csv"))
+    evaluation.print_summary("held-out subjects, segmented through the SavedModel (input space):", table,
                   ["subject", "name", "dice", "precision", "hd95_mm", "msd_mm"])
     print(f"results: {os.path.join(out, 'results.csv')}; total {time.time() - t0:.0f} s")
     print(f"mean Dice: {table['dice'].mean():.4f}")

@@ -15,7 +15,7 @@ writes ``out/<subject>_labels.nii.gz`` (and ``_probabilities.nii.gz``, ``_qc.png
 ``out/volumes.csv`` (mL per label, one row per subject). A subject that fails is skipped and
 listed in a summary at the end; the exit status is then 1.
 
-Pipeline (tfneuro.export.pipeline): load_volume -> conform (the spacing / orientation stored in
+Pipeline (tfneuro.apps.segment): load_volume -> conform (the spacing / orientation stored in
 the model) -> segment_volume -> deconform (labels nearest, probabilities linear), so outputs
 have the input's exact shape and affine. ``.keras`` models load with ``safe_mode=True``; a
 model with a Lambda layer is refused unless ``--unsafe``. Bad input: one line naming the file,
@@ -29,10 +29,8 @@ import sys
 
 from absl import flags
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from tfneuro.errors import InputError  # noqa: E402
-from tfneuro.utils import cli  # noqa: E402
+from tfneuro.apps import checks, cli, segment
+from tfneuro.errors import InputError
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model", None, "SavedModel directory (from experiments/export.py) or .keras file.")
@@ -57,18 +55,15 @@ flags.DEFINE_string("normalization", None, ".keras models only: zscore | minmax 
 
 
 def _segmenter():
-    from tfneuro.export.pipeline import load_segmenter
-
     if not FLAGS.model:
         raise InputError("--model", "is required")
-    return load_segmenter(FLAGS.model, unsafe=FLAGS.unsafe, label_scheme=FLAGS.label_scheme,
-                          spacing=FLAGS.spacing, orientation=FLAGS.orientation,
-                          normalization=FLAGS.normalization)
+    return segment.load_segmenter(FLAGS.model, unsafe=FLAGS.unsafe,
+                                  label_scheme=FLAGS.label_scheme, spacing=FLAGS.spacing,
+                                  orientation=FLAGS.orientation,
+                                  normalization=FLAGS.normalization)
 
 
 def _single():
-    from tfneuro.export import pipeline
-
     if FLAGS.output_dir:
         raise InputError("--output_dir", "only with --cohort; use --output for one subject")
     if not FLAGS.input:
@@ -77,28 +72,19 @@ def _single():
         raise InputError("--output", "is required")
     outputs = {"--output": FLAGS.output, "--probabilities": FLAGS.probabilities,
                "--volumes_csv": FLAGS.volumes_csv, "--qc_png": FLAGS.qc_png}
-    pipeline.check_output_paths(outputs, [FLAGS.input, FLAGS.input2, FLAGS.model])
+    checks.check_outputs(outputs, [FLAGS.input, FLAGS.input2, FLAGS.model], checks.EXTENSIONS)
     paths, names = [FLAGS.input, FLAGS.input2], ["--input", "--input2"]
-    imgs = pipeline.load_images(paths, names)  # validate inputs before the (slow) model load
-    seg = _segmenter()
-    pipeline.check_modalities(seg, paths, names)
-    pipeline.check_memory(seg, imgs, FLAGS.memory_budget, source=FLAGS.input)
-    result = pipeline.segment_images(seg, imgs, probabilities=bool(FLAGS.probabilities))
-    written = pipeline.write_outputs(result, output=FLAGS.output, probabilities=FLAGS.probabilities,
-                                     volumes_csv=FLAGS.volumes_csv, qc_png=FLAGS.qc_png,
-                                     title=os.path.basename(FLAGS.input))
+    segment.load_images(paths, names)  # validate the inputs before the (slow) model load
+    _, written = segment.segment_files(_segmenter(), paths, names, outputs,
+                                       memory_budget=FLAGS.memory_budget,
+                                       title=os.path.basename(FLAGS.input))
     for w in written:
         print(f"wrote {w}")
     return 0
 
 
 def _cohort():
-    import pandas as pd
-
     from tfneuro.data.cohort import read_cohort
-    from tfneuro.export import pipeline
-    from tfneuro.utils.atomic import atomic_path
-    from tfneuro.utils.progress import progress
 
     if FLAGS.input or FLAGS.output or FLAGS.probabilities or FLAGS.qc_png:
         raise InputError("--cohort", "batch mode takes --output_dir (and --save_probabilities, "
@@ -106,50 +92,13 @@ def _cohort():
     if not FLAGS.output_dir:
         raise InputError("--output_dir", "is required with --cohort")
     df = read_cohort(FLAGS.cohort)
-    out_dir = FLAGS.output_dir
-    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
-        raise InputError("--output_dir", f"{out_dir} exists and is not a directory")
-    seg = _segmenter()
-    mods = list(seg.meta["modalities"])
-    missing = [m for m in mods if m not in df.columns]
-    if missing:
-        raise InputError(FLAGS.cohort, f"the model needs column(s) {missing}")
-    protected = [p for m in mods for p in df[m] if p] + [FLAGS.model, FLAGS.cohort]
-    volumes_csv = FLAGS.volumes_csv or os.path.join(out_dir, "volumes.csv")
-    os.makedirs(out_dir, exist_ok=True)
-    plans = {}
-    for s in df["subject"]:
-        plans[s] = {"--output": os.path.join(out_dir, f"{s}_labels.nii.gz"),
-                    "--probabilities": os.path.join(out_dir, f"{s}_probabilities.nii.gz") if FLAGS.save_probabilities else None,
-                    "--qc_png": os.path.join(out_dir, f"{s}_qc.png") if FLAGS.save_qc else None}
-        pipeline.check_output_paths(plans[s], protected)
-    pipeline.check_output_paths({"--volumes_csv": volumes_csv}, protected)
-    rows, failed = [], []
-    for _, row in progress(list(df.iterrows()), desc="segment", unit="subject"):
-        s = row["subject"]
-        try:
-            paths = [row[m] for m in mods]
-            empty = [m for m, p in zip(mods, paths) if not p]
-            if empty:
-                raise InputError(FLAGS.cohort, f"subject {s}: no {', '.join(empty)} image")
-            imgs = pipeline.load_inputs(seg, paths, mods)
-            pipeline.check_memory(seg, imgs, FLAGS.memory_budget, source=paths[0])
-            result = pipeline.segment_images(seg, imgs, probabilities=FLAGS.save_probabilities)
-            pipeline.write_outputs(result, output=plans[s]["--output"],
-                                   probabilities=plans[s]["--probabilities"],
-                                   qc_png=plans[s]["--qc_png"], title=s)
-            vol = pipeline.label_volumes(result.labels, result.label_names)
-            rows.append({"subject": s, **{f"{n}_ml": v for n, v in zip(vol["name"], vol["volume_ml"])}})
-        except Exception as e:  # noqa: BLE001 - one bad subject must not stop the batch
-            if FLAGS.verbose:
-                import traceback
-
-                traceback.print_exc()
-            failed.append((s, str(e).splitlines()[0] if str(e) else type(e).__name__))
-    if rows:
-        with atomic_path(volumes_csv) as tmp:
-            pd.DataFrame(rows).to_csv(tmp, index=False)
-    print(f"segmented {len(rows)} of {len(df)} subject(s); outputs in {out_dir}")
+    checks.check_out_dir(FLAGS.output_dir, flag="--output_dir")
+    table, failed = segment.segment_cohort(
+        _segmenter(), df, FLAGS.output_dir, protected=[FLAGS.model, FLAGS.cohort],
+        probabilities=FLAGS.save_probabilities, qc=FLAGS.save_qc,
+        volumes_csv=FLAGS.volumes_csv, memory_budget=FLAGS.memory_budget,
+        verbose=FLAGS.verbose)
+    print(f"segmented {len(table)} of {len(df)} subject(s); outputs in {FLAGS.output_dir}")
     if failed:
         print(f"{len(failed)} subject(s) failed:", file=sys.stderr)
         for s, msg in failed:

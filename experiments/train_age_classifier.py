@@ -32,16 +32,22 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 
 from absl import flags
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from tfneuro.errors import InputError  # noqa: E402
-from tfneuro.training import experiment as exp  # noqa: E402
-from tfneuro.training import flags as tflags  # noqa: E402
-from tfneuro.utils.cli import run  # noqa: E402
+from tfneuro import evaluation, training
+from tfneuro.apps import checks
+from tfneuro.apps import flags as aflags
+from tfneuro.apps.age_study import (
+    age_group,
+    classifier_input,
+    load_skull_model,
+    parse_shape,
+    predicted_mask,
+)
+from tfneuro.apps.cli import run
+from tfneuro.data import cohort as cohorts
+from tfneuro.errors import InputError
 
 MODELS = ("resnet3d_50", "resnet3d_101", "resnet3d_152")
 FLAGS = flags.FLAGS
@@ -49,8 +55,8 @@ FLAGS = flags.FLAGS
 
 def define_flags():
     """Flags of this script (defined only when it runs as a program)."""
-    exp.define_experiment_flags(synth_subjects=12, synth_spacing=2.0)
-    tflags.define_training_flags(epochs=50, batch_size=2, learning_rate=1e-4, seed=0)
+    aflags.define_experiment_flags(synth_subjects=12, synth_spacing=2.0)
+    aflags.define_training_flags(epochs=50, batch_size=2, learning_rate=1e-4, seed=0)
     flags.DEFINE_string("model", "resnet3d_50", "Classifier: resnet3d_50 (paper 000's best), "
                         "resnet3d_101 or resnet3d_152.")
     flags.DEFINE_string("modality", "t1", "Cohort image column (paper 000: T1).")
@@ -73,79 +79,7 @@ def define_flags():
 
 def save_model(model, path):
     """Save the trained network for inference: architecture and weights, no compile state."""
-    return exp.save_keras_model(model, path, compiled=False)
-
-
-# --- helpers shared with gradcam_age.py (plain functions of explicit arguments) --------------
-
-def age_group(age_months) -> int:
-    """Index of the nearest of paper 000's groups (12, 18, 24, 36, 48, 60 months); ties go to
-    the younger group."""
-    import numpy as np
-
-    from tfneuro.models.resnet3d import AGE_GROUPS_MONTHS
-
-    return int(np.argmin(np.abs(np.asarray(AGE_GROUPS_MONTHS, float) - float(age_months))))
-
-
-def parse_shape(values, flag="--pad_to"):
-    """Three positive ints from a flag list."""
-    try:
-        shape = tuple(int(v) for v in values)
-    except (TypeError, ValueError):
-        shape = ()
-    if len(shape) != 3 or min(shape) < 1:
-        raise InputError(flag, f"expected three positive integers X,Y,Z, got {values}")
-    return shape
-
-
-def predicted_mask(model, row, modality, theta, window):
-    """NEC-NET mask of one subject: sliding window, largest component, bridging."""
-    import numpy as np
-
-    from tfneuro.data.pipeline import load_subject
-    from tfneuro.inference import sliding_window_predict
-    from tfneuro.inference.bridging import necnet_postprocess
-
-    x, _, _ = load_subject(row, modalities=(modality,), label=None, normalize="zscore")
-    probs = sliding_window_predict(model, x, window=(window,) * 3)
-    return necnet_postprocess(np.argmax(probs, axis=-1), theta)
-
-
-def classifier_input(row, modality, pad_to, mask=None, mask_column="skull"):
-    """``[image, mask, image*mask]`` of one subject, centre padded/cropped to ``pad_to``.
-
-    Returns:
-        ``(x [X,Y,Z,3] float32, mask [X,Y,Z] float32)`` on the padded grid.
-    """
-    import numpy as np
-
-    from tfneuro.data.pipeline import fit_shape, load_subject
-    from tfneuro.models.resnet3d import make_classifier_input
-
-    x, m, _ = load_subject(row, modalities=(modality,),
-                           label=None if mask is not None else mask_column, normalize="zscore")
-    m = (np.asarray(mask) if mask is not None else m) > 0
-    if m.shape != x.shape[:3]:
-        raise InputError(row.get(mask_column, "mask"), f"mask shape {m.shape} differs from the "
-                                                       f"image {x.shape[:3]}")
-    x = make_classifier_input(x[..., 0], m)
-    x, m, _ = fit_shape(x, m.astype(np.float32), np.zeros(m.shape, np.float32), pad_to)
-    return x, m
-
-
-def load_skull_model(path, unsafe=False):
-    """Load a NEC-NET .keras model and check it takes one channel (a stage-1 model)."""
-    from tfneuro.export.pipeline import load_keras_model
-
-    if not os.path.isfile(path):
-        raise InputError("--skull_model", f"{path}: file not found")
-    model = load_keras_model(path, unsafe=unsafe)
-    shape = model.inputs[0].shape
-    if len(shape) != 5 or int(shape[-1]) != 1 or int(model.outputs[0].shape[-1]) != 2:
-        raise InputError(path, f"is not a NEC-NET stage-1 model (input {tuple(shape)}, needs "
-                               f"[B, X, Y, Z, 1] -> 2 classes)")
-    return model
+    return training.save_keras_model(model, path, compiled=False)
 
 
 # --- the program -----------------------------------------------------------------------------
@@ -175,25 +109,25 @@ def main(argv):
 
     from tfneuro.models.resnet3d import AGE_GROUPS_MONTHS
 
-    out = exp.check_out_dir(FLAGS.out, inputs=[FLAGS.cohort] if FLAGS.cohort else [])
-    exp.check_model_name(FLAGS.model, modalities=(FLAGS.modality,), tasks=("classification",))
+    out = checks.check_out_dir(FLAGS.out, inputs=[FLAGS.cohort] if FLAGS.cohort else [])
+    checks.check_model_name(FLAGS.model, modalities=(FLAGS.modality,), tasks=("classification",))
     if FLAGS.model not in MODELS:
         raise InputError("--model", f"choose one of {', '.join(MODELS)}")
     pad_to = parse_shape(FLAGS.pad_to) if FLAGS.pad_to else None
     if FLAGS.skull_model and not os.path.isfile(FLAGS.skull_model):
         raise InputError("--skull_model", f"{FLAGS.skull_model}: file not found")
-    config = tflags.config_from_flags()
+    config = aflags.config_from_flags()
     mask_col = None if FLAGS.skull_model else FLAGS.mask_column
-    df = exp.load_cohort(FLAGS, out_dir=out, modalities=(FLAGS.modality,), label=mask_col,
+    df = aflags.cohort_from_flags(FLAGS, out_dir=out, modalities=(FLAGS.modality,), label=mask_col,
                          scheme="tissue4" if mask_col else None, require_age=True,
                          min_subjects=2)
     source = df.attrs.get("source", "cohort")
-    train, test = exp.require_splits(df, "train", "test")
+    train, test = cohorts.require_splits(df, "train", "test")
     val = df[df["split"] == "val"].reset_index(drop=True)
     outputs = {n: os.path.join(out, n) for n in ("results.csv", "model.keras", "classifier.json")}
-    exp.check_outputs(outputs, exp.input_files(df))
+    checks.check_outputs(outputs, cohorts.cohort_files(df))
     if pad_to is None:
-        pad_to = exp.cohort_shape(df, FLAGS.modality, multiple=16)
+        pad_to = cohorts.cohort_shape(df, FLAGS.modality, multiple=16)
     skull_model = load_skull_model(FLAGS.skull_model, FLAGS.unsafe) if FLAGS.skull_model else None
 
     from tfneuro.training import epoch_seed, fit, setup_runtime
@@ -216,7 +150,7 @@ def main(argv):
                       loss=keras.losses.SparseCategoricalCrossentropy(),
                       metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
                       **config.compile_kwargs())
-    seed = exp.seed_value(FLAGS)
+    seed = aflags.seed_value(FLAGS)
     train_rows, val_rows = train.to_dict("records"), val.to_dict("records")
     history = fit(model, lambda e: _dataset(train_rows, masks, pad_to, epoch_seed(seed, e), True),
                   (lambda e: _dataset(val_rows, masks, pad_to, 0, False)) if val_rows else None,
@@ -242,8 +176,8 @@ def main(argv):
                                                           if FLAGS.skull_model else None),
         "theta": FLAGS.theta, "window": FLAGS.window, "last_conv": "last_conv",
         "epochs_trained": int(len(history))}, indent=2))
-    exp.write_results(table, outputs["results.csv"])
-    exp.print_summary(f"{FLAGS.model}: age group of {len(test)} test subject(s)", table,
+    evaluation.write_results(table, outputs["results.csv"])
+    evaluation.print_summary(f"{FLAGS.model}: age group of {len(test)} test subject(s)", table,
                       ["subject", "age_months", "true_group_months", "predicted_group_months",
                        "correct"])
     print(f"results: {outputs['results.csv']}")

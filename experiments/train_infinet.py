@@ -34,28 +34,27 @@ are not used for training (``--nodrop_empty`` keeps them).
 from __future__ import annotations
 
 import os
-import sys
 
 from absl import flags
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tfneuro import evaluation, training
+from tfneuro.apps import checks
+from tfneuro.apps import flags as aflags
+from tfneuro.apps.cli import run
+from tfneuro.data import cohort as cohorts
+from tfneuro.errors import InputError
+from tfneuro.io import voxel_spacing
 
-from tfneuro.errors import InputError  # noqa: E402
-from tfneuro.training import experiment as exp  # noqa: E402
-from tfneuro.training import flags as tflags  # noqa: E402
-from tfneuro.utils.cli import run  # noqa: E402
-
-VIEWS = ("axial", "coronal", "sagittal")
 MODELS = ("infinet", "unet2d")
 
 FLAGS = flags.FLAGS
-exp.define_experiment_flags(synth_subjects=10, synth_spacing=2.0)
-tflags.define_training_flags(epochs=30, batch_size=8, learning_rate=0.01, seed=0)
+aflags.define_experiment_flags(synth_subjects=10, synth_spacing=2.0)
+aflags.define_training_flags(epochs=30, batch_size=8, learning_rate=0.01, seed=0)
 flags.DEFINE_string("model", "infinet", "infinet (paper 003) or unet2d (its U-Net baselines).")
 flags.DEFINE_integer("arms", 1, "unet2d only: 1 = single arm (modalities stacked as channels), "
                      "2 = double arm (one encoder per modality).", lower_bound=1, upper_bound=2)
 flags.DEFINE_list("modalities", ["t1", "t2"], "Cohort image columns (paper 003: T1 and T2).")
-flags.DEFINE_list("views", list(VIEWS), "Views to train, one network each; aggregated by "
+flags.DEFINE_list("views", ["axial", "coronal", "sagittal"], "Views to train, one network each; aggregated by "
                   "averaging.")
 flags.DEFINE_integer("bootstrap", 0, "Train N networks per view on bootstrap resamples of the "
                      "training subjects and average them (0 = one network on all).",
@@ -73,17 +72,15 @@ flags.DEFINE_boolean("distances", False, "Also compute HD95 and MSD (paper 003 r
 
 def save_model(model, path):
     """Save the trained network for inference: architecture and weights, no compile state."""
-    return exp.save_keras_model(model, path, compiled=False)
+    return training.save_keras_model(model, path, compiled=False)
 
 
 def _check_flags():
-    bad = [v for v in FLAGS.views if v not in VIEWS]
-    if bad or not FLAGS.views or len(set(FLAGS.views)) != len(FLAGS.views):
-        raise InputError("--views", f"{FLAGS.views}: give distinct views from {list(VIEWS)}")
+    checks.check_views(FLAGS.views)
     mods = tuple(FLAGS.modalities)
     if len(set(mods)) != len(mods):
         raise InputError("--modalities", f"{list(mods)}: repeated column")
-    exp.check_model_name(FLAGS.model, modalities=mods, tasks=("segmentation",))
+    checks.check_model_name(FLAGS.model, modalities=mods, tasks=("segmentation",))
     if FLAGS.model not in MODELS:
         raise InputError("--model", f"{FLAGS.model!r}: choose one of {', '.join(MODELS)}")
     if FLAGS.model == "unet2d" and FLAGS.arms == 2 and len(mods) != 2:
@@ -133,7 +130,7 @@ def _train_one(name, view, train, pad_to, num_classes, scheme, strategy, config,
     from tfneuro.models import get
     from tfneuro.training import epoch_seed, fit, make_optimizer
 
-    seed = exp.seed_value(FLAGS)
+    seed = aflags.seed_value(FLAGS)
     mods = tuple(FLAGS.modalities)
 
     def train_ds(epoch):
@@ -157,7 +154,7 @@ def _train_one(name, view, train, pad_to, num_classes, scheme, strategy, config,
                                                learning_rate=FLAGS.learning_rate),
                       loss=_loss(train, num_classes, scheme), **config.compile_kwargs())
     run_dir = os.path.join(out, name)
-    print(f"[{name}] {exp.resume_note(run_dir, FLAGS.resume)}, {steps} steps per epoch")
+    print(f"[{name}] {training.resume_note(run_dir, FLAGS.resume)}, {steps} steps per epoch")
     fit(model, train_ds, epochs=FLAGS.epochs, out_dir=run_dir, resume=FLAGS.resume, seed=seed,
         steps_per_epoch=steps, strategy=strategy, tensorboard=FLAGS.tensorboard)
     save_model(model, os.path.join(run_dir, "model.keras"))
@@ -172,20 +169,20 @@ def main(argv):
 
     from tfneuro.io.labels import get_scheme
 
-    out = exp.check_out_dir(FLAGS.out, inputs=[FLAGS.cohort] if FLAGS.cohort else [])
+    out = checks.check_out_dir(FLAGS.out, inputs=[FLAGS.cohort] if FLAGS.cohort else [])
     mods = _check_flags()
-    config = tflags.config_from_flags()
-    df = exp.load_cohort(FLAGS, out_dir=out, modalities=mods, label="label", min_subjects=2)
-    train, test = exp.require_splits(df, "train", "test")
+    config = aflags.config_from_flags()
+    df = aflags.cohort_from_flags(FLAGS, out_dir=out, modalities=mods, label="label", min_subjects=2)
+    train, test = cohorts.require_splits(df, "train", "test")
     scheme = FLAGS.label_scheme
     names = list(get_scheme(scheme).names)
     n_models = max(1, FLAGS.bootstrap)
     runs = [(v, b) for v in FLAGS.views for b in range(n_models)]
     run_name = {(v, b): v if not FLAGS.bootstrap else f"{v}_b{b:02d}" for v, b in runs}
     results_csv = os.path.join(out, "results.csv")
-    exp.check_outputs({"results.csv": results_csv,
+    checks.check_outputs({"results.csv": results_csv,
                        **{run_name[r]: os.path.join(out, run_name[r], "model.keras") for r in runs}},
-                      exp.input_files(df))
+                      cohorts.cohort_files(df))
 
     from tfneuro.inference import predict_slices
     from tfneuro.metrics.report import evaluation_table
@@ -193,8 +190,8 @@ def main(argv):
     from tfneuro.utils.progress import progress
 
     strategy = setup_runtime(config)
-    pad_to = exp.cohort_shape(df, mods[0], multiple=16)
-    seed = exp.seed_value(FLAGS)
+    pad_to = cohorts.cohort_shape(df, mods[0], multiple=16)
+    seed = aflags.seed_value(FLAGS)
     models = {}
     for view, b in runs:
         subjects = _resample(train, b, seed) if FLAGS.bootstrap else train
@@ -206,7 +203,7 @@ def main(argv):
     tables = []
     for row in progress(test.to_dict("records"), desc="evaluate", unit="subject"):
         x, y, _ = load_subject(row, modalities=mods, label="label", scheme=scheme)
-        spacing = exp.spacing_of(row[mods[0]])
+        spacing = voxel_spacing(row[mods[0]])
         per_view = {}
         for view in FLAGS.views:
             acc = np.zeros(x.shape[:3] + (len(names),), np.float32)
@@ -224,11 +221,11 @@ def main(argv):
     table = pd.concat(tables, ignore_index=True)
     table.insert(2, "model", FLAGS.model if FLAGS.model == "infinet" else f"unet2d_{FLAGS.arms}arm")
     table.insert(3, "ensemble", n_models)
-    exp.write_results(table, results_csv)
+    evaluation.write_results(table, results_csv)
     summary = table.pivot_table(index="method", columns="name", values="dice", aggfunc="mean",
                                 sort=False)
     summary = summary[[n for n in names if n in summary.columns]].reset_index()
-    exp.print_summary(f"{table['model'][0]} ({n_models} network(s) per view): mean Dice over "
+    evaluation.print_summary(f"{table['model'][0]} ({n_models} network(s) per view): mean Dice over "
                       f"{len(test)} test subject(s)", summary)
     final = "aggregated" if len(FLAGS.views) > 1 else FLAGS.views[0]
     print(f"results: {results_csv}")

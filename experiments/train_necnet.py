@@ -33,17 +33,17 @@ continues each stage from its last epoch checkpoint (``tfneuro.training.fit``).
 from __future__ import annotations
 
 import os
-import sys
 
 from absl import flags
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from tfneuro.errors import InputError  # noqa: E402
-from tfneuro.io.labels import get_scheme  # noqa: E402
-from tfneuro.training import experiment as exp  # noqa: E402
-from tfneuro.training import flags as tflags  # noqa: E402
-from tfneuro.utils.cli import run  # noqa: E402
+from tfneuro import evaluation, training
+from tfneuro.apps import checks
+from tfneuro.apps import flags as aflags
+from tfneuro.apps.cli import run
+from tfneuro.data import cohort as cohorts
+from tfneuro.errors import InputError
+from tfneuro.io import voxel_spacing
+from tfneuro.io.labels import get_scheme
 
 #: 2-class scheme of the neurocranium masks (paper 000: "the number of labels, which in our
 #: instance is 2"); files hold 0 (background) and 1 (neurocranium).
@@ -52,8 +52,8 @@ MODELS = ("unet3d",)
 LOSSES = ("dice_ce", "dice", "ce")
 
 FLAGS = flags.FLAGS
-exp.define_experiment_flags(synth_subjects=8, synth_spacing=2.0)
-tflags.define_training_flags(epochs=100, batch_size=2, learning_rate=1e-4, seed=0)
+aflags.define_experiment_flags(synth_subjects=8, synth_spacing=2.0)
+aflags.define_training_flags(epochs=100, batch_size=2, learning_rate=1e-4, seed=0)
 flags.DEFINE_string("model", "unet3d", "Segmentation network: unet3d (NEC-NET's 3D U-Net, "
                     "paper 000 Fig. 2).")
 flags.DEFINE_string("modality", "t1", "Cohort image column (paper 000: T1 MP-RAGE).")
@@ -89,15 +89,15 @@ flags.DEFINE_boolean("distances", True, "Also compute HD95 and MSD (mm) per subj
 
 def save_model(model, path):
     """Save the trained network for inference: architecture and weights, no compile state."""
-    return exp.save_keras_model(model, path, compiled=False)
+    return training.save_keras_model(model, path, compiled=False)
 
 
 def _check_flags():
     if FLAGS.model not in MODELS:
-        exp.check_model_name(FLAGS.model, modalities=(FLAGS.modality,))  # unknown name first
+        checks.check_model_name(FLAGS.model, modalities=(FLAGS.modality,))  # unknown name first
         raise InputError("--model", f"{FLAGS.model!r} is not a NEC-NET segmentation network; "
                                     f"choose one of {', '.join(MODELS)}")
-    exp.check_model_name(FLAGS.model, modalities=(FLAGS.modality,), tasks=("segmentation",))
+    checks.check_model_name(FLAGS.model, modalities=(FLAGS.modality,), tasks=("segmentation",))
     m = 2 ** (FLAGS.depth - 1)
     for name in ("patch_size", "window"):
         if getattr(FLAGS, name) % m:
@@ -177,7 +177,7 @@ def _train_stage(stage, strategy, config, train_rows, out, priors=None):
     from tfneuro.training import epoch_seed, fit
 
     model = _build(strategy, 1 if priors is None else 2, config)
-    seed = exp.seed_value(FLAGS)
+    seed = aflags.seed_value(FLAGS)
     if priors is None:
         def train_ds(epoch):
             return patch_dataset(
@@ -233,7 +233,7 @@ def _evaluate(preds, rows, stage):
         y, raw, post = preds[row["subject"]]
         variants = [("none", raw)] + ([("lcc+bridge", post)] if FLAGS.postprocess else [])
         for name, pred in variants:
-            t = evaluation_table(y, pred, exp.spacing_of(row[FLAGS.modality]),
+            t = evaluation_table(y, pred, voxel_spacing(row[FLAGS.modality]),
                                  subject=row["subject"], scheme=NEUROCRANIUM,
                                  distances=FLAGS.distances)
             t.insert(1, "stage", stage)
@@ -244,14 +244,14 @@ def _evaluate(preds, rows, stage):
 
 def main(argv):
     del argv
-    out = exp.check_out_dir(FLAGS.out, inputs=[FLAGS.cohort] if FLAGS.cohort else [])
+    out = checks.check_out_dir(FLAGS.out, inputs=[FLAGS.cohort] if FLAGS.cohort else [])
     _check_flags()
-    config = tflags.config_from_flags()
-    df = exp.load_cohort(FLAGS, out_dir=out, modalities=(FLAGS.modality,),
+    config = aflags.config_from_flags()
+    df = aflags.cohort_from_flags(FLAGS, out_dir=out, modalities=(FLAGS.modality,),
                          label=FLAGS.label_column, scheme=NEUROCRANIUM, min_subjects=2)
-    train, test = exp.require_splits(df, "train", "test")
+    train, test = cohorts.require_splits(df, "train", "test")
     results_csv = os.path.join(out, "results.csv")
-    exp.check_outputs({"results": results_csv}, exp.input_files(df))
+    checks.check_outputs({"results": results_csv}, cohorts.cohort_files(df))
 
     from tfneuro.training import setup_runtime
 
@@ -267,10 +267,10 @@ def main(argv):
         import pandas as pd
 
         table = pd.concat([table, table2], ignore_index=True)
-    exp.write_results(table, results_csv)
+    evaluation.write_results(table, results_csv)
     summary = (table.groupby(["stage", "postprocess"], sort=True)[["dice", "hd95_mm", "msd_mm"]]
                .mean().reset_index())
-    exp.print_summary(f"NEC-NET neurocranium, {len(test)} test subject(s) (mean over subjects)",
+    evaluation.print_summary(f"NEC-NET neurocranium, {len(test)} test subject(s) (mean over subjects)",
                       summary)
     final = table[(table["stage"] == table["stage"].max())
                   & (table["postprocess"] == ("lcc+bridge" if FLAGS.postprocess else "none"))]

@@ -25,24 +25,22 @@ parameter values (paper 002 gives none).
 from __future__ import annotations
 
 import os
-import sys
 
 from absl import flags
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from tfneuro.errors import InputError  # noqa: E402
-from tfneuro.training import experiment as ex  # noqa: E402
-from tfneuro.training import flags as tflags  # noqa: E402
-from tfneuro.utils import cli  # noqa: E402
+from tfneuro import evaluation, training
+from tfneuro.apps import checks, cli
+from tfneuro.apps import flags as aflags
+from tfneuro.data import cohort as cohorts
+from tfneuro.errors import InputError
 
 FLAGS = flags.FLAGS
-ex.define_experiment_flags()
-tflags.define_training_flags(epochs=20, batch_size=2, learning_rate=1e-2, seed=0)
+aflags.define_experiment_flags()
+aflags.define_training_flags(epochs=20, batch_size=2, learning_rate=1e-2, seed=0)
 flags.DEFINE_bool("age_head", False, "Train AgeU-Net: segmentation + age regression.")
 flags.DEFINE_float("age_weight", None, "λ of the age MSE (default 0.01, "
                    "tfneuro.models.res_unet3d.AGE_LOSS_WEIGHT).")
-ex.define_unet3d_flags()
+aflags.define_unet3d_flags()
 flags.DEFINE_bool("augment", True, "Spatial and intensity augmentation (paper 002).")
 
 
@@ -95,17 +93,17 @@ def predict_ages(model, df, mods, multiple):
 def main(argv):
     if len(argv) > 1:
         raise InputError("command line", f"unexpected arguments {argv[1:]}")
-    ex.quiet_logs()
+    cli.quiet_logs()
     name = "age_unet3d" if FLAGS.age_head else "res_unet3d"
     mods = tuple(FLAGS.modalities)
-    ex.check_model_name(name, modalities=mods)
-    patch = ex.patch_size_from_flags()
+    checks.check_model_name(name, modalities=mods)
+    patch = aflags.patch_size_from_flags()
     if FLAGS.age_weight is not None and not FLAGS.age_head:
         raise InputError("--age_weight", "only with --age_head")
-    config = tflags.config_from_flags()
-    seed = ex.seed_value()
-    out = ex.check_out_dir(FLAGS.out, [FLAGS.cohort] if FLAGS.cohort else [])
-    df = ex.load_cohort(out_dir=out, modalities=mods, label="label", require_age=FLAGS.age_head,
+    config = aflags.config_from_flags()
+    seed = aflags.seed_value()
+    out = checks.check_out_dir(FLAGS.out, [FLAGS.cohort] if FLAGS.cohort else [])
+    df = aflags.cohort_from_flags(out_dir=out, modalities=mods, label="label", require_age=FLAGS.age_head,
                         min_subjects=2)
     from tfneuro.data.cohort import select_split
     from tfneuro.io.labels import get_scheme
@@ -120,7 +118,7 @@ def main(argv):
     outs = {"model.keras": os.path.join(out, "model.keras"),
             "results.csv": os.path.join(out, "results.csv"),
             "age.csv": os.path.join(out, "age.csv") if FLAGS.age_head else None}
-    ex.check_outputs(outs, ex.input_files(df))
+    checks.check_outputs(outs, cohorts.cohort_files(df))
 
     import keras
     import pandas as pd
@@ -147,7 +145,7 @@ def main(argv):
                                                "age": "mse"},
                           loss_weights={"segmentation": 1.0, "age": lam}, **config.compile_kwargs())
         else:
-            model.compile(optimizer=opt, loss=ex.segmentation_loss(model), **config.compile_kwargs())
+            model.compile(optimizer=opt, loss=training.segmentation_loss(model), **config.compile_kwargs())
     if FLAGS.age_head:
         data = age_train_fn(train_df, patch=patch, mods=mods, scheme=scheme, seed=seed,
                             augment=augment)
@@ -162,27 +160,27 @@ def main(argv):
                                  seed=epoch_seed(seed, epoch))
     run_dir = os.path.join(out, "run")
     print(f"{name}: {len(train_df)} training subject(s), {FLAGS.epochs} epochs, {steps} steps/epoch; "
-          f"{ex.resume_note(run_dir, FLAGS.resume)}")
+          f"{training.resume_note(run_dir, FLAGS.resume)}")
     hist = fit(model, data, epochs=FLAGS.epochs, out_dir=run_dir, resume=FLAGS.resume, seed=seed,
                steps_per_epoch=steps, tensorboard=FLAGS.tensorboard, strategy=strategy)
-    ex.save_keras_model(model, outs["model.keras"])
+    training.save_keras_model(model, outs["model.keras"])
     seg_model = model
     if FLAGS.age_head:  # a segmentation-only view of the same weights for the sliding window
         seg_model = keras.Model(model.network.inputs, model.network.outputs[0])
     tables = []
     for split, edf in evals.items():
-        t = ex.evaluate_subjects(seg_model, edf, modalities=mods, scheme=scheme, window=patch,
+        t = evaluation.evaluate_subjects(seg_model, edf, modalities=mods, scheme=scheme, window=patch,
                                  distances=FLAGS.distances, desc=f"evaluate {split}")
         tables.append(t.assign(split=split))
     table = pd.concat(tables, ignore_index=True)
-    ex.write_results(table, outs["results.csv"])
+    evaluation.write_results(table, outs["results.csv"])
     summary = table.groupby(["split", "name"], sort=False)[["dice", "precision"]].mean().reset_index()
-    ex.print_summary(f"{name} after {len(hist)} epoch(s): mean over subjects per class", summary)
+    evaluation.print_summary(f"{name} after {len(hist)} epoch(s): mean over subjects per class", summary)
     if FLAGS.age_head:
         ages = pd.DataFrame(predict_ages(model, pd.concat(list(evals.values())), mods,
                                              2 ** (FLAGS.depth - 1)))
-        ex.write_results(ages, outs["age.csv"])
-        ex.print_summary("age (months)", ages)
+        evaluation.write_results(ages, outs["age.csv"])
+        evaluation.print_summary("age (months)", ages)
         print(f"age MAE: {ages['absolute_error'].mean():.2f} months")
     print(f"results: {outs['results.csv']}; model: {outs['model.keras']}")
     print(f"mean Dice: {table['dice'].mean():.4f}")

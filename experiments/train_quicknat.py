@@ -29,20 +29,18 @@ median-frequency/boundary weights (not restated in paper 001).
 from __future__ import annotations
 
 import os
-import sys
 
 from absl import flags
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from tfneuro.errors import InputError  # noqa: E402
-from tfneuro.training import experiment as ex  # noqa: E402
-from tfneuro.training import flags as tflags  # noqa: E402
-from tfneuro.utils import cli  # noqa: E402
+from tfneuro import evaluation, training
+from tfneuro.apps import checks, cli
+from tfneuro.apps import flags as aflags
+from tfneuro.data import cohort as cohorts
+from tfneuro.errors import InputError
 
 FLAGS = flags.FLAGS
-ex.define_experiment_flags()
-tflags.define_training_flags(epochs=50, batch_size=8, learning_rate=5e-5, seed=0)
+aflags.define_experiment_flags()
+aflags.define_training_flags(epochs=50, batch_size=8, learning_rate=5e-5, seed=0)
 flags.DEFINE_string("model", "quicknat", "Registered 2D slice model (quicknat; unet2d works too).")
 flags.DEFINE_integer("filters", 64, "Feature maps per convolution (paper 001: 64).", lower_bound=1)
 flags.DEFINE_list("views", ["axial", "coronal", "sagittal"], "Views to train (one model each).")
@@ -54,7 +52,6 @@ flags.DEFINE_integer("steps_per_epoch", None, "Batches per epoch (default: all s
                      lower_bound=1)
 flags.DEFINE_bool("distances", True, "Compute HD95 and MSD in the results.")
 
-VIEWS = ("axial", "coronal", "sagittal")
 AUX_NAMES = ["background", "aux_dark", "aux_mid", "aux_bright"]
 
 
@@ -103,36 +100,34 @@ def make_aux_cohort(df, out, seed):
 def main(argv):
     if len(argv) > 1:
         raise InputError("command line", f"unexpected arguments {argv[1:]}")
-    ex.quiet_logs()
-    bad = [v for v in FLAGS.views if v not in VIEWS]
-    if bad or not FLAGS.views or len(set(FLAGS.views)) != len(FLAGS.views):
-        raise InputError("--views", f"{FLAGS.views}: give distinct views from {list(VIEWS)}")
+    cli.quiet_logs()
+    checks.check_views(FLAGS.views)
     mods = tuple(FLAGS.modalities)
-    spec = ex.check_model_name(FLAGS.model, modalities=mods, tasks=("segmentation",))
+    spec = checks.check_model_name(FLAGS.model, modalities=mods, tasks=("segmentation",))
     if spec.ndim != 2 or spec.input_kind != "channels":
         raise InputError("--model", f"{FLAGS.model!r} is not a 2D channels slice model (quicknat, unet2d)")
-    config = tflags.config_from_flags()
-    seed = ex.seed_value()
+    config = aflags.config_from_flags()
+    seed = aflags.seed_value()
     cohort_inputs = [FLAGS.cohort] if FLAGS.cohort else []
-    out = ex.check_out_dir(FLAGS.out, cohort_inputs)
+    out = checks.check_out_dir(FLAGS.out, cohort_inputs)
     if FLAGS.aux_labels == "labels":
-        df = ex.load_cohort(out_dir=out, modalities=mods, label="label", min_subjects=2)
+        df = aflags.cohort_from_flags(out_dir=out, modalities=mods, label="label", min_subjects=2)
         scheme = FLAGS.label_scheme
         from tfneuro.io.labels import get_scheme
 
         names = list(get_scheme(scheme).names)
     else:
-        df = ex.load_cohort(out_dir=out, modalities=mods, label=None, min_subjects=2)
+        df = aflags.cohort_from_flags(out_dir=out, modalities=mods, label=None, min_subjects=2)
         if "mask" not in df.columns or not all(df["mask"]):
             # a brain mask is needed for k-means: the mask column, else the labels
-            df = ex.load_cohort(out_dir=out, modalities=mods, label="label", min_subjects=2)
+            df = aflags.cohort_from_flags(out_dir=out, modalities=mods, label="label", min_subjects=2)
         scheme = None
         names = AUX_NAMES
-    files = ex.input_files(df)
+    files = cohorts.cohort_files(df)
     results_csv = os.path.join(out, "results.csv")
     outputs = {"results.csv": results_csv}
     outputs.update({f"quicknat_{v}.keras": os.path.join(out, f"quicknat_{v}.keras") for v in FLAGS.views})
-    ex.check_outputs(outputs, files)
+    checks.check_outputs(outputs, files)
 
     from tfneuro.data import slice_dataset
     from tfneuro.data.cohort import select_split
@@ -150,7 +145,7 @@ def main(argv):
     if eval_df.empty:
         eval_df = train_df
     strategy = setup_runtime(config)
-    pad_to = ex.cohort_shape(df, mods[0], multiple=16)
+    pad_to = cohorts.cohort_shape(df, mods[0], multiple=16)
     k = len(names)
     models, tables = {}, []
     for view in FLAGS.views:
@@ -158,7 +153,7 @@ def main(argv):
         from tfneuro.training.loop import list_checkpoints
 
         done = list_checkpoints(run_dir)[-1][0] if FLAGS.resume and list_checkpoints(run_dir) else 0
-        print(f"[{view}] {ex.resume_note(run_dir, FLAGS.resume)}")
+        print(f"[{view}] {training.resume_note(run_dir, FLAGS.resume)}")
 
         def train_ds(epoch, view=view):
             return slice_dataset(train_df, axis=view, modalities=mods, scheme=scheme,
@@ -173,27 +168,27 @@ def main(argv):
             model.compile(optimizer=make_optimizer("paper001", steps_per_epoch=steps,
                                                    epochs=FLAGS.epochs,
                                                    learning_rate=FLAGS.learning_rate),
-                          loss=ex.segmentation_loss(model), **config.compile_kwargs())
+                          loss=training.segmentation_loss(model), **config.compile_kwargs())
         hist = fit(model, train_ds, epochs=FLAGS.epochs, out_dir=run_dir, resume=FLAGS.resume,
                    seed=seed, steps_per_epoch=steps, tensorboard=FLAGS.tensorboard,
                    strategy=strategy)
         print(f"[{view}] trained epochs {done + 1}-{FLAGS.epochs}; "
               f"final loss {hist['loss'].iloc[-1]:.4f}")
-        ex.save_keras_model(model, outputs[f"quicknat_{view}.keras"])
+        training.save_keras_model(model, outputs[f"quicknat_{view}.keras"])
         models[view] = model
-        t = ex.evaluate_subjects(model, eval_df, modalities=mods, scheme=scheme, label_names=names,
+        t = evaluation.evaluate_subjects(model, eval_df, modalities=mods, scheme=scheme, label_names=names,
                                  views=[view], distances=FLAGS.distances, desc=f"evaluate {view}")
         tables.append(t.assign(view=view))
     if len(models) > 1:
-        t = ex.evaluate_subjects(models, eval_df, modalities=mods, scheme=scheme, label_names=names,
+        t = evaluation.evaluate_subjects(models, eval_df, modalities=mods, scheme=scheme, label_names=names,
                                  distances=FLAGS.distances, desc="evaluate aggregate")
         tables.append(t.assign(view="aggregate"))
     import pandas as pd
 
     table = pd.concat(tables, ignore_index=True)
-    ex.write_results(table, results_csv)
+    evaluation.write_results(table, results_csv)
     summary = table.groupby("view", sort=False)[["dice", "precision"]].mean().reset_index()
-    ex.print_summary(f"QuickNAT pre-training on {FLAGS.aux_labels} labels: mean over "
+    evaluation.print_summary(f"QuickNAT pre-training on {FLAGS.aux_labels} labels: mean over "
                      f"{eval_df['subject'].nunique()} val/test subject(s) and foreground classes",
                      summary)
     print(f"results: {results_csv}")

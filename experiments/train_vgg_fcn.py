@@ -39,28 +39,27 @@ from __future__ import annotations
 
 import math
 import os
-import sys
 
 from absl import flags
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from tfneuro.errors import InputError  # noqa: E402
-from tfneuro.training import experiment as exp  # noqa: E402
-from tfneuro.training import flags as tflags  # noqa: E402
-from tfneuro.utils.cli import run  # noqa: E402
+from tfneuro import evaluation, training
+from tfneuro.apps import checks
+from tfneuro.apps import flags as aflags
+from tfneuro.apps.cli import run
+from tfneuro.data import cohort as cohorts
+from tfneuro.errors import InputError
+from tfneuro.io import VIEWS, view_axis, voxel_spacing
 
 MODEL = "vgg16_fcn"
-AXES = ("axial", "coronal", "sagittal")
 WEIGHT_DECAY = 0.005  # paper 004 section 3 (Caffe units)
 
 FLAGS = flags.FLAGS
-exp.define_experiment_flags(synth_subjects=8, synth_spacing=2.0)
-tflags.define_training_flags(epochs=None, batch_size=20, learning_rate=1e-10, seed=0)
+aflags.define_experiment_flags(synth_subjects=8, synth_spacing=2.0)
+aflags.define_training_flags(epochs=None, batch_size=20, learning_rate=1e-10, seed=0)
 flags.DEFINE_string("model", MODEL, "Slice model (paper 004: vgg16_fcn).")
 flags.DEFINE_string("modality", "t2", "Cohort image column (paper 004: T2 for neonates, T1 for "
                     "adults).")
-flags.DEFINE_enum("axis", "axial", list(AXES), "Slicing axis (paper 004 segments along the "
+flags.DEFINE_enum("axis", "axial", list(VIEWS), "Slicing axis (paper 004 segments along the "
                   "acquisition plane: axial or coronal).")
 flags.DEFINE_string("weights", "imagenet", "VGG16 base weights: imagenet (paper 004; downloaded "
                     "by Keras on first use, needs network), none (random), or a path to "
@@ -89,7 +88,7 @@ flags.DEFINE_boolean("distances", True, "Compute HD95 and MSD (paper 004 reports
 
 def save_model(model, path):
     """Save the trained network for inference: architecture and weights, no compile state."""
-    return exp.save_keras_model(model, path, compiled=False)
+    return training.save_keras_model(model, path, compiled=False)
 
 
 def _check_flags():
@@ -98,7 +97,7 @@ def _check_flags():
     if len(FLAGS.modality.split(",")) != 1:
         raise InputError("--modality", f"{FLAGS.modality!r}: vgg16_fcn takes one modality "
                                        "(3 adjacent slices as RGB)")
-    exp.check_model_name(FLAGS.model, modalities=(FLAGS.modality,), tasks=("segmentation",))
+    checks.check_model_name(FLAGS.model, modalities=(FLAGS.modality,), tasks=("segmentation",))
     if FLAGS.model != MODEL:
         raise InputError("--model", f"{FLAGS.model!r}: this experiment trains {MODEL}")
     w = FLAGS.weights
@@ -139,20 +138,20 @@ def main(argv):
 
     from tfneuro.io.labels import get_scheme
 
-    out = exp.check_out_dir(FLAGS.out, inputs=[FLAGS.cohort] if FLAGS.cohort else [])
+    out = checks.check_out_dir(FLAGS.out, inputs=[FLAGS.cohort] if FLAGS.cohort else [])
     _check_flags()
-    config = tflags.config_from_flags()
+    config = aflags.config_from_flags()
     scheme = get_scheme(FLAGS.label_scheme).name
     names = list(get_scheme(scheme).names)
     from tfneuro.training import setup_runtime
 
     strategy = setup_runtime(config)
     model = _build(strategy, len(names))  # checks --weights (download) before the data work
-    df = exp.load_cohort(FLAGS, out_dir=out, modalities=(FLAGS.modality,), label="label",
+    df = aflags.cohort_from_flags(FLAGS, out_dir=out, modalities=(FLAGS.modality,), label="label",
                          min_subjects=2)
-    train, test = exp.require_splits(df, "train", "test")
+    train, test = cohorts.require_splits(df, "train", "test")
     paths = {n: os.path.join(out, n) for n in ("results.csv", "model.keras")}
-    exp.check_outputs(paths, exp.input_files(df))
+    checks.check_outputs(paths, cohorts.cohort_files(df))
 
     from tfneuro.data import rgb_slice_dataset
     from tfneuro.data.augment import Compose, RotateScale
@@ -165,8 +164,8 @@ def main(argv):
     from tfneuro.training import caffe_equivalent, epoch_seed, fit, make_optimizer
     from tfneuro.utils.progress import progress
 
-    seed = exp.seed_value(FLAGS)
-    pad_to = exp.cohort_shape(df, FLAGS.modality, multiple=16)
+    seed = aflags.seed_value(FLAGS)
+    pad_to = cohorts.cohort_shape(df, FLAGS.modality, multiple=16)
     augment = Compose([RotateScale(max_degrees=10.0, scale=(0.9, 1.1), prob=0.5)]) \
         if FLAGS.augment else None
 
@@ -184,15 +183,15 @@ def main(argv):
         n = sum(1 for _ in slices(0, augment=None, shuffle=False, batch=None))
         steps = max(1, -(-n // FLAGS.batch_size))
     epochs = FLAGS.epochs or max(1, math.ceil(FLAGS.iterations / steps))
-    view_axis = {"sagittal": 0, "coronal": 1, "axial": 2}[FLAGS.axis]
-    pixels = int(np.prod([s for i, s in enumerate(pad_to) if i != view_axis]))
+    axis = view_axis(FLAGS.axis)
+    pixels = int(np.prod([s for i, s in enumerate(pad_to) if i != axis]))
     lr, wd = caffe_equivalent(FLAGS.learning_rate, WEIGHT_DECAY, pixels)
     with strategy.scope():
         model.compile(optimizer=make_optimizer("paper004", steps_per_epoch=steps, epochs=epochs,
                                                learning_rate=lr, weight_decay=wd),
                       loss=WeightedCrossEntropy(), **config.compile_kwargs())
     run_dir = os.path.join(out, "train")
-    print(f"[{MODEL}] {exp.resume_note(run_dir, FLAGS.resume)}; {epochs} epoch(s) x {steps} "
+    print(f"[{MODEL}] {training.resume_note(run_dir, FLAGS.resume)}; {epochs} epoch(s) x {steps} "
           f"steps; channel mean {np.round(mean, 4).tolist()}; Caffe lr {FLAGS.learning_rate:g} "
           f"-> {lr:.3g} per-pixel-mean lr ({pixels} pixels per slice)")
     fit(model, slices, epochs=epochs, out_dir=run_dir, resume=FLAGS.resume, seed=seed,
@@ -204,24 +203,24 @@ def main(argv):
     for row in progress(test.to_dict("records"), desc="evaluate", unit="subject"):
         x, y, _ = load_subject(row, modalities=(FLAGS.modality,), label="label", scheme=scheme,
                                normalize="histeq")
-        spacing = exp.spacing_of(row[FLAGS.modality])
+        spacing = voxel_spacing(row[FLAGS.modality])
         raw = np.argmax(predict_slices(model, x, FLAGS.axis, skip_empty=False), axis=-1)
         variants = {"none": raw}
         if FLAGS.postprocess != "none":
             kw = dict(min_area_mm2=FLAGS.min_area_mm2, min_overlap=FLAGS.min_overlap)
             variants[FLAGS.postprocess] = (
-                clean_slices(raw, spacing, view_axis, **kw) if FLAGS.postprocess == "paper004"
-                else postprocess(raw, spacing, view_axis, **kw))
+                clean_slices(raw, spacing, axis, **kw) if FLAGS.postprocess == "paper004"
+                else postprocess(raw, spacing, axis, **kw))
         for name, pred in variants.items():
             t = evaluation_table(y, pred, spacing, subject=row["subject"], scheme=scheme,
                                  regroup_to=regroup, distances=FLAGS.distances)
             t.insert(1, "postprocess", name)
             tables.append(t)
     table = pd.concat(tables, ignore_index=True)
-    exp.write_results(table, paths["results.csv"])
+    evaluation.write_results(table, paths["results.csv"])
     cols = [c for c in ("dice", "hd95_mm", "msd_mm") if table[c].notna().any()]
     summary = table.groupby(["postprocess", "name"], sort=False)[cols].mean().reset_index()
-    exp.print_summary(f"{MODEL} ({FLAGS.modality}, {FLAGS.axis}): mean over {len(test)} test "
+    evaluation.print_summary(f"{MODEL} ({FLAGS.modality}, {FLAGS.axis}): mean over {len(test)} test "
                       f"subject(s)" + (" (MRBrainS grouping)" if regroup else ""), summary)
     final = table[table["postprocess"] == FLAGS.postprocess]
     print(f"results: {paths['results.csv']}")

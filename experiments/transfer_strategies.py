@@ -26,20 +26,18 @@ with trainable parameter counts) and a printed summary.
 from __future__ import annotations
 
 import os
-import sys
 
 from absl import flags
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from tfneuro.errors import InputError  # noqa: E402
-from tfneuro.training import experiment as ex  # noqa: E402
-from tfneuro.training import flags as tflags  # noqa: E402
-from tfneuro.utils import cli  # noqa: E402
+from tfneuro import evaluation, training
+from tfneuro.apps import checks, cli
+from tfneuro.apps import flags as aflags
+from tfneuro.data import cohort as cohorts
+from tfneuro.errors import InputError
 
 FLAGS = flags.FLAGS
-ex.define_experiment_flags()
-tflags.define_training_flags(epochs=20, batch_size=2, learning_rate=1e-2, seed=0)
+aflags.define_experiment_flags()
+aflags.define_training_flags(epochs=20, batch_size=2, learning_rate=1e-2, seed=0)
 flags.DEFINE_string("model", "res_unet3d", "Registered 3D segmentation model (res_unet3d, unet3d).")
 flags.DEFINE_string("pretrained", None, "Source model (.keras); default: train one on the "
                     "source subjects first.")
@@ -50,7 +48,7 @@ flags.DEFINE_list("strategies", ["none", "shallow", "medium", "deep", "full", "s
                   "Strategies to compare (paper 002's six).")
 flags.DEFINE_float("age_split", None, "Source = older than this (months); target = the rest. "
                    "Default: the median age.")
-ex.define_unet3d_flags()
+aflags.define_unet3d_flags()
 
 STRATEGIES = ("none", "shallow", "medium", "deep", "full", "scratch")
 
@@ -64,22 +62,22 @@ def _count_trainable(model):
 def main(argv):
     if len(argv) > 1:
         raise InputError("command line", f"unexpected arguments {argv[1:]}")
-    ex.quiet_logs()
+    cli.quiet_logs()
     bad = [s for s in FLAGS.strategies if s not in STRATEGIES]
     if bad or not FLAGS.strategies:
         raise InputError("--strategies", f"{FLAGS.strategies}: choose from {list(STRATEGIES)}")
     mods = tuple(FLAGS.modalities)
-    ex.check_model_name(FLAGS.model, modalities=mods, tasks=("segmentation",), ndim=3)
-    patch = ex.patch_size_from_flags()
+    checks.check_model_name(FLAGS.model, modalities=mods, tasks=("segmentation",), ndim=3)
+    patch = aflags.patch_size_from_flags()
     if FLAGS.pretrained:
         if not os.path.isfile(FLAGS.pretrained):
             raise InputError(FLAGS.pretrained, "pre-trained model not found")
         if not FLAGS.pretrained.endswith(".keras"):
             raise InputError("--pretrained", f"{FLAGS.pretrained}: expected a .keras file")
-    config = tflags.config_from_flags()
-    seed = ex.seed_value()
-    out = ex.check_out_dir(FLAGS.out, [p for p in (FLAGS.cohort, FLAGS.pretrained) if p])
-    df = ex.load_cohort(out_dir=out, modalities=mods, label="label", require_age=True,
+    config = aflags.config_from_flags()
+    seed = aflags.seed_value()
+    out = checks.check_out_dir(FLAGS.out, [p for p in (FLAGS.cohort, FLAGS.pretrained) if p])
+    df = aflags.cohort_from_flags(out_dir=out, modalities=mods, label="label", require_age=True,
                         min_subjects=3)
     from tfneuro.io.labels import get_scheme
 
@@ -98,16 +96,16 @@ def main(argv):
     if t_train.empty or t_eval.empty:
         raise InputError(src, f"target subjects (age <= {age_split:g} months) need both train and "
                               f"val/test splits; found {len(t_train)} train, {len(t_eval)} val/test")
-    files = ex.input_files(df) + ([FLAGS.pretrained] if FLAGS.pretrained else [])
+    files = cohorts.cohort_files(df) + ([FLAGS.pretrained] if FLAGS.pretrained else [])
     outs = {"results.csv": os.path.join(out, "results.csv"),
             "strategies.csv": os.path.join(out, "strategies.csv"),
             "source.keras": os.path.join(out, "source.keras")}
-    ex.check_outputs(outs, files)
+    checks.check_outputs(outs, files)
     if FLAGS.pretrained:
 
-        pre = ex.load_model(FLAGS.pretrained, unsafe=FLAGS.unsafe)
-        ex.check_model_classes(pre, k, FLAGS.pretrained, scheme)
-        ex.check_model_channels(pre, len(mods), "--modalities")
+        pre = training.load_keras_model(FLAGS.pretrained, unsafe=FLAGS.unsafe)
+        checks.check_model_classes(pre, k, FLAGS.pretrained, scheme)
+        checks.check_model_channels(pre, len(mods), "--modalities")
 
     import pandas as pd
 
@@ -121,7 +119,7 @@ def main(argv):
         return max(1, -(-n * FLAGS.patches_per_volume // FLAGS.batch_size))
 
     def data(part):
-        return ex.patch_train_fn(part, patch_size=patch, patches_per_volume=FLAGS.patches_per_volume,
+        return training.patch_train_fn(part, patch_size=patch, patches_per_volume=FLAGS.patches_per_volume,
                                  modalities=mods, scheme=scheme, batch_size=FLAGS.batch_size,
                                  seed=seed)
 
@@ -129,8 +127,8 @@ def main(argv):
     if not pretrained:
         run_dir = os.path.join(out, "source")
         print(f"source model: {len(source)} subjects older than {age_split:g} months; "
-              f"{ex.resume_note(run_dir, FLAGS.resume)}")
-        model = ex.build_segmentation_3d(FLAGS.model, k, len(mods), base_filters=FLAGS.base_filters,
+              f"{training.resume_note(run_dir, FLAGS.resume)}")
+        model = training.build_segmentation_3d(FLAGS.model, k, len(mods), base_filters=FLAGS.base_filters,
                                          depth=FLAGS.depth, steps_per_epoch=steps(len(source)),
                                          epochs=FLAGS.source_epochs,
                                          learning_rate=FLAGS.learning_rate, strategy=strategy,
@@ -138,35 +136,35 @@ def main(argv):
         fit(model, data(source), epochs=FLAGS.source_epochs, out_dir=run_dir,
             resume=FLAGS.resume, seed=seed, steps_per_epoch=steps(len(source)),
             tensorboard=FLAGS.tensorboard, strategy=strategy)
-        pretrained = ex.save_keras_model(model, outs["source.keras"])
+        pretrained = training.save_keras_model(model, outs["source.keras"])
 
 
     tables, rows = [], []
     for name in FLAGS.strategies:
         with strategy.scope():
-            model = ex.load_model(pretrained, unsafe=FLAGS.unsafe)
+            model = training.load_keras_model(pretrained, unsafe=FLAGS.unsafe)
             model = apply_strategy(model, name)
-            ex.compile_3d(model, steps_per_epoch=steps(len(t_train)), epochs=FLAGS.epochs,
+            training.compile_segmentation(model, steps_per_epoch=steps(len(t_train)), epochs=FLAGS.epochs,
                           learning_rate=FLAGS.learning_rate, compile_kwargs=config.compile_kwargs())
         trainable = _count_trainable(model)
         if name != "none":
             run_dir = os.path.join(out, name)
             print(f"[{name}] fine-tuning {trainable:,} parameters on {len(t_train)} target "
-                  f"subject(s); {ex.resume_note(run_dir, FLAGS.resume)}")
+                  f"subject(s); {training.resume_note(run_dir, FLAGS.resume)}")
             fit(model, data(t_train), epochs=FLAGS.epochs, out_dir=run_dir, resume=FLAGS.resume,
                 seed=seed, steps_per_epoch=steps(len(t_train)), tensorboard=FLAGS.tensorboard,
                 strategy=strategy)
-        t = ex.evaluate_subjects(model, t_eval, modalities=mods, scheme=scheme, window=patch,
+        t = evaluation.evaluate_subjects(model, t_eval, modalities=mods, scheme=scheme, window=patch,
                                  distances=FLAGS.distances, desc=f"evaluate {name}")
         tables.append(t.assign(strategy=name))
         rows.append({"strategy": name, "trainable_params": trainable,
                      "epochs": 0 if name == "none" else FLAGS.epochs,
                      "mean_dice": float(t["dice"].mean()),
                      **{f"dice_{n}": float(v) for n, v in t.groupby("name", sort=False)["dice"].mean().items()}})
-    ex.write_results(pd.concat(tables, ignore_index=True), outs["results.csv"])
+    evaluation.write_results(pd.concat(tables, ignore_index=True), outs["results.csv"])
     table = pd.DataFrame(rows)
-    ex.write_results(table, outs["strategies.csv"])
-    ex.print_summary(f"transfer strategies: source > {age_split:g} months, target <= "
+    evaluation.write_results(table, outs["strategies.csv"])
+    evaluation.print_summary(f"transfer strategies: source > {age_split:g} months, target <= "
                      f"{age_split:g} months ({len(t_train)} train, {len(t_eval)} evaluated); "
                      "mean Dice over foreground classes", table)
     print(f"results: {outs['results.csv']}, {outs['strategies.csv']}")

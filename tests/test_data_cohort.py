@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tfneuro.data import builders
 from tfneuro.data import cohort as C
 from tfneuro.errors import InputError, InputErrors
 
@@ -108,7 +109,7 @@ def test_from_dhcp(tmp_path):
         pd.DataFrame({"session_id": [f"ses-{ses}"], "scan_age": [pma]}).to_csv(
             root / f"sub-{sub}" / f"sub-{sub}_sessions.tsv", sep="\t", index=False)
     (root / "dataset_description.json").write_text("{}")
-    df = C.from_dhcp(root)
+    df = builders.from_dhcp(root)
     assert list(df["subject"]) == ["CC001_ses-100", "CC002_ses-200"]
     assert df.loc[0, "t2"].endswith("sub-CC001_ses-100_T2w.nii.gz")
     assert df.loc[1, "label"].endswith("sub-CC002_ses-200_desc-drawem9_dseg.nii.gz")
@@ -123,7 +124,7 @@ def test_from_iseg2017(tmp_path):
             _nii(str(tmp_path / f"subject-{n}-{kind}.hdr"), analyze=True)
     _nii(str(tmp_path / "subject-11-T1.hdr"), analyze=True)
     _nii(str(tmp_path / "subject-11-T2.hdr"), analyze=True)
-    df = C.from_iseg2017(tmp_path)
+    df = builders.from_iseg2017(tmp_path)
     assert list(df["subject"]) == ["subject-01", "subject-02", "subject-11"]
     assert df.loc[0, "label"].endswith("subject-1-label.hdr")
     assert df.loc[2, "label"] == "" and df.loc[2, "split"] == "test"
@@ -136,7 +137,7 @@ def test_from_mcrib(tmp_path):
         _nii(str(tmp_path / f"M-CRIB_{p}_T2.nii.gz"))
         _nii(str(tmp_path / f"M-CRIB_{p}_T1.nii.gz"))
         _nii(str(tmp_path / f"M-CRIB_{p}_parcellation.nii.gz"))
-    df = C.from_mcrib(tmp_path)
+    df = builders.from_mcrib(tmp_path)
     assert list(df["subject"]) == ["P01", "P02"]
     assert df.loc[1, "t1"].endswith("M-CRIB_P02_T1.nii.gz")
     assert df.loc[1, "t2"].endswith("M-CRIB_P02_T2.nii.gz")
@@ -147,13 +148,13 @@ def test_from_glob(tmp_path):
     for s in ("a1", "b2"):
         _nii(str(tmp_path / f"sub-{s}" / "anat" / f"sub-{s}_T1w.nii.gz"))
     _nii(str(tmp_path / "sub-a1" / "anat" / "sub-a1_dseg.nii.gz"))
-    df = C.from_glob(tmp_path, t1="sub-{subject}/anat/*_T1w.nii.gz",
+    df = builders.from_glob(tmp_path, t1="sub-{subject}/anat/*_T1w.nii.gz",
                      label="sub-{subject}/anat/*_dseg.nii.gz", age_months={"a1": 2.0})
     assert list(df["subject"]) == ["a1", "b2"]
     assert df.loc[0, "label"].endswith("sub-a1_dseg.nii.gz") and df.loc[1, "label"] == ""
     assert df.loc[0, "age_months"] == 2.0 and np.isnan(df.loc[1, "age_months"])
     with pytest.raises(InputError, match="no {subject} placeholder"):
-        C.from_glob(tmp_path, t1="*/anat/*_T1w.nii.gz")
+        builders.from_glob(tmp_path, t1="*/anat/*_T1w.nii.gz")
 
 
 def test_assign_splits_counts():

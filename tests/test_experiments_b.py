@@ -273,7 +273,7 @@ def test_vgg_fcn_end_to_end_channel_mean(cohort, tmp_path):
     import keras
 
     import tfneuro.models.vgg_fcn  # noqa: F401  (registers ChannelMeanSubtract)
-    from tfneuro.export.pipeline import load_keras_model
+    from tfneuro.training.saving import load_keras_model
 
     model = load_keras_model(str(out / "model.keras"))
     stored = keras.ops.convert_to_numpy(model.get_layer("channel_mean").mean_weight)

@@ -14,7 +14,7 @@ import tensorflow as tf
 from skimage import exposure
 
 from tfneuro.errors import InputError
-from tfneuro.export import export_model, graph, read_metadata
+from tfneuro.export import ExportMetadata, export_model, graph, read_metadata
 from tfneuro.io import normalize
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -63,8 +63,9 @@ def views2d(tmp_path_factory):
     models = {"axial": net2d("ax", seed=0), "coronal": net2d("co", seed=1),
               "sagittal": net2d("sa", seed=2)}
     path = str(tmp_path_factory.mktemp("sm") / "views2d")
+    # plain Keras models carry no spec: their pooling multiple is given (tfneuro models know it)
     meta = export_model(models, path, view_weights={"axial": 0.4, "coronal": 0.4, "sagittal": 0.2},
-                        batch_size=5)
+                        batch_size=5, multiple=2)
     return models, path, meta, tf.saved_model.load(path)
 
 
@@ -110,11 +111,11 @@ def test_signatures_and_dtypes(views2d, vol3d):
         _, kwargs = sig.structured_input_signature
         assert list(kwargs) == ["volume"]
         assert kwargs["volume"].dtype == tf.float32
-        assert kwargs["volume"].shape.as_list() == [None, None, None, meta["num_channels"]]
+        assert kwargs["volume"].shape.as_list() == [None, None, None, meta.num_channels]
         out = sig.structured_outputs
         assert out["labels"].dtype == tf.int32 and out["labels"].shape.rank == 3
         assert out["probabilities"].dtype == tf.float32
-        assert out["probabilities"].shape.as_list() == [None, None, None, meta["num_classes"]]
+        assert out["probabilities"].shape.as_list() == [None, None, None, meta.num_classes]
         serve = loaded.signatures["serving_default"]
         assert serve.structured_outputs["probabilities"].dtype == tf.float32
         assert set(loaded.signatures) >= {"serving_default", "segment_volume", "metadata"}
@@ -124,8 +125,13 @@ def test_signatures_and_dtypes(views2d, vol3d):
 def test_metadata_asset_and_attributes(views2d):
     _, path, meta, loaded = views2d
     asset = read_metadata(path)
-    assert asset == json.loads(loaded.metadata_json.numpy().decode())
-    assert json.loads(loaded.signatures["metadata"]()["json"].numpy()) == asset
+    assert asset == meta
+    assert ExportMetadata.from_json(loaded.metadata_json.numpy().decode()) == asset
+    stored = json.loads(loaded.signatures["metadata"]()["json"].numpy())
+    assert stored == asset.to_dict()
+    with open(os.path.join(path, "assets", "tfneuro.json")) as f:
+        assert json.load(f) == stored  # the JSON a plain-TF program reads
+    assert stored["conform"]["spacing"] == [1.0, 1.0, 1.0] and "window" not in stored
     assert [n.decode() for n in loaded.label_names.numpy()] == ["background", "CSF", "GM", "WM"]
     assert loaded.label_scheme.numpy() == b"tissue4"
     np.testing.assert_array_equal(loaded.spacing.numpy(), [1.0, 1.0, 1.0])
@@ -134,9 +140,10 @@ def test_metadata_asset_and_attributes(views2d):
     import tfneuro
 
     assert loaded.tfneuro_version.numpy().decode() == tfneuro.__version__
-    assert asset["normalization"]["method"] == "zscore"
-    assert asset["pad_multiple"] == {"axial": 2, "coronal": 2, "sagittal": 2}
-    assert asset["views"]["sagittal"] == {"axis": 0, "weight": pytest.approx(0.2)}
+    assert asset.normalization.method == "zscore"
+    assert asset.pad_multiple == {"axial": 2, "coronal": 2, "sagittal": 2}
+    assert asset.views["sagittal"].axis == 0
+    assert asset.views["sagittal"].weight == pytest.approx(0.2)
 
 
 def test_serving_default_equals_predict(views2d, vol3d):
@@ -166,8 +173,8 @@ def test_views_equal_inference_predict_volume_views(views2d):
 
 
 def test_graph_automatic_batch(monkeypatch):
-    """graph.predict_slices(batch_size=None) feeds AUTO_BATCH_PIXELS // (H*W) of the padded
-    slice per call (run eagerly so the calls can be counted); same result as batch 1."""
+    """graph.predict_slices_in_graph(batch_size=None) feeds AUTO_BATCH_PIXELS // (H*W) of the
+    padded slice per call (run eagerly so the calls can be counted); same result as batch 1."""
     from tfneuro.inference import memory
 
     model = net2d("auto")
@@ -179,10 +186,10 @@ def test_graph_automatic_batch(monkeypatch):
         sizes.append(int(x.shape[0]))
         return model(x, training=False)
 
-    got = graph.predict_slices(call, vol, 0, 4, input_kind="channels", multiple=2).numpy()
+    got = graph.predict_slices_in_graph(call, vol, 0, 4, input_kind="channels", multiple=2).numpy()
     assert sizes == [3, 3, 3, 3, 3, 1]
-    want = graph.predict_slices(call, vol, 0, 4, input_kind="channels", multiple=2,
-                                batch_size=1).numpy()
+    want = graph.predict_slices_in_graph(call, vol, 0, 4, input_kind="channels", multiple=2,
+                                         batch_size=1).numpy()
     np.testing.assert_allclose(got, want, atol=1e-5)
 
 
@@ -267,8 +274,8 @@ def test_rgb_slices_histogram_equalised(tmp_path):
     model = net2d_any("rgbnet", channels=3, seed=7)
     path = str(tmp_path / "rgb")
     meta = export_model(model, path, input_kind="rgb_slices", views=["coronal"])
-    assert meta["histogram_equalization"] == {"nbins": 256}
-    assert meta["normalization"]["method"] == "none"
+    assert meta.histogram_equalization == {"nbins": 256}
+    assert meta.normalization.method == "none"
     loaded = tf.saved_model.load(path)
     vol = phantom((12, 11, 9), seed=8)
     out = loaded.signatures["segment_volume"](volume=tf.constant(vol))
@@ -287,7 +294,7 @@ def test_two_arm_model(tmp_path):
     model = keras.Model([t1, t2], keras.layers.Conv2D(4, 1, activation="softmax")(x), name="arms")
     path = str(tmp_path / "arms")
     meta = export_model(model, path, normalization={"method": "minmax", "mask": "nonzero"})
-    assert meta["input_kind"] == "two_arm" and meta["modalities"] == ["t1", "t2"]
+    assert meta.input_kind == "two_arm" and meta.modalities == ("t1", "t2")
     loaded = tf.saved_model.load(path)
     _, kw = loaded.signatures["serving_default"].structured_input_signature
     assert set(kw) == {"t1", "t2"}
@@ -305,7 +312,12 @@ def test_bad_arguments_write_nothing(tmp_path):
     with pytest.raises(InputError, match="views"):
         export_model({"upward": net2d_any("m")}, path)
     with pytest.raises(InputError, match="window"):
-        export_model(net3d(), path, window=(15, 16, 16), label_scheme=["a", "b", "c"])
+        export_model(net3d(), path, window=(15, 16, 16), label_scheme=["a", "b", "c"], multiple=2)
+    from tfneuro.models import get
+
+    unet = get("unet3d", base_filters=2, depth=3)  # its spec knows the multiple: 4
+    with pytest.raises(InputError, match=r"window: \(12, 12, 10\) is not a multiple of 4"):
+        export_model(unet, path, window=(12, 12, 10), label_scheme="neurocranium")
     assert not path.exists() and os.listdir(tmp_path) == []
 
 
@@ -380,7 +392,7 @@ def test_plain_tensorflow_subprocess(views2d, tmp_path):
 
 _LOAD_COMPILED = textwrap.dedent("""
     import sys
-    from tfneuro.export.pipeline import load_keras_model
+    from tfneuro.training.saving import load_keras_model
     model = load_keras_model(sys.argv[1])
     print(type(model.loss).__name__, type(model.optimizer).__name__, type(model).__name__)
 """)
@@ -403,4 +415,4 @@ def test_compiled_tfneuro_model_loads_in_a_fresh_process(tmp_path):
     p = subprocess.run([sys.executable, "-c", _LOAD_COMPILED, path], capture_output=True,
                        text=True, timeout=180)
     assert p.returncode == 0, p.stderr[-2000:]
-    assert p.stdout.split()[-3:] == ["DiceCELoss", "SGDL2", "Functional"]
+    assert p.stdout.split()[-3:] == ["DiceCELoss", "SGDL2", "RegisteredModel"]

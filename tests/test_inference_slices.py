@@ -151,10 +151,17 @@ def test_rgb_slice_stack_by_hand():
     np.testing.assert_array_equal(rgb_slice_stack(vol, 1, 3), got[1:3])
 
 
-def test_rgb_slices_input_kind_via_registry_name(volume):
-    # a model named like the registry's rgb_slices model is fed 3-slice stacks
+def test_rgb_slices_input_kind_from_the_models_spec(volume):
+    """A model carrying vgg16_fcn's spec is fed 3-slice stacks; its name plays no part (a
+    plain model with the same name is fed the slice itself)."""
+    from tfneuro.models import RegisteredModel
+
     inp = keras.Input((None, None, 3))
-    model = keras.Model(inp, keras.layers.Conv2D(2, 1, activation="softmax")(inp), name="vgg16_fcn")
+    out = keras.layers.Conv2D(2, 1, activation="softmax")(inp)
+    model = RegisteredModel(inp, out, name="anything", registry_name="vgg16_fcn")
+    named = keras.Model(inp, out, name="vgg16_fcn")
+    with pytest.raises(InputError):
+        predict_slices(named, volume, 2)  # "channels": 3 channels expected, volume has 1
     got = predict_slices(model, volume, 2, skip_empty=False)
     vol = volume[..., 0]
     want = []

@@ -149,13 +149,15 @@ def test_estimate_components_by_hand():
 def test_savedmodel_heuristic_brackets_symbolic():
     """The variables-only heuristic (SavedModel path) stays above the symbolic estimate of
     the same model, within 4x, on QuickNAT."""
+    from tfneuro.apps.segment import estimate_segment_bytes
+    from tfneuro.export import build_metadata
+    from tfneuro.export.options import ExportOptions
     from tfneuro.models import get
 
     m = get("quicknat", num_classes=4, input_shape=(None, None, 1), filters=16)
-    meta = {"num_channels": 1, "num_classes": 4, "ndim": 2, "input_kind": "channels",
-            "batch_size": 16, "views": {"axial": {"axis": 2}}, "pad_multiple": {"model": 16}}
-    sym = memory.estimate_segment_volume_bytes(meta, (128, 128, 96), models={"model": m})
-    heur = memory.estimate_segment_volume_bytes(meta, (128, 128, 96), variables=m.weights)
+    _, meta = build_metadata(m, ExportOptions(batch_size=16, multiple=16))
+    sym = estimate_segment_bytes(meta, (128, 128, 96), models={"model": m})
+    heur = estimate_segment_bytes(meta, (128, 128, 96), variables=m.weights)
     assert sym < heur < 4 * sym, (sym, heur)
 
 

@@ -1,4 +1,4 @@
-"""Tests for experiments/segment.py, experiments/export.py and tfneuro.export.pipeline.
+"""Tests for experiments/segment.py, experiments/export.py and tfneuro.apps.segment.
 
 The "model" that segments is a real Keras model with hand-set weights: a 1x1x1 convolution
 whose logits ``2 s c_k x - s c_k^2`` (= ``-s (x - c_k)^2`` up to a term common to all classes)
@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tfneuro.apps import checks, segment
 from tfneuro.errors import InputError
-from tfneuro.export import pipeline
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SEGMENT = os.path.join(REPO, "experiments", "segment.py")
@@ -136,20 +136,24 @@ def test_bad_input_leaves_no_output(setup, tmp_path):
 
 
 def test_output_overwriting_input_refused(setup, tmp_path):
+    ext = checks.EXTENSIONS
     with pytest.raises(InputError, match="overwrite the input"):
-        pipeline.check_output_paths({"--output": setup["t1"]}, [setup["t1"]])
+        checks.check_outputs({"--output": setup["t1"]}, [setup["t1"]], ext)
     with pytest.raises(InputError, match="--qc_png"):
-        pipeline.check_output_paths({"--qc_png": str(tmp_path / "q.jpg")}, [setup["t1"]])
-    with pytest.raises(InputError, match="also given"):
-        pipeline.check_output_paths({"--output": str(tmp_path / "a.nii"),
-                                     "--probabilities": str(tmp_path / "a.nii")}, [])
+        checks.check_outputs({"--qc_png": str(tmp_path / "q.jpg")}, [setup["t1"]], ext)
+    with pytest.raises(InputError, match="is also the output --output"):
+        checks.check_outputs({"--output": str(tmp_path / "a.nii"),
+                              "--probabilities": str(tmp_path / "a.nii")}, [], ext)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(InputError, match="is not a directory"):
+        checks.check_outputs({"--output": str(tmp_path / "file" / "a.nii")}, [], ext)
 
 
 def test_wrong_number_of_modalities(setup):
-    seg = pipeline.load_segmenter(setup["sm"])
-    assert seg.meta["num_channels"] == 1
+    seg = segment.load_segmenter(setup["sm"])
+    assert seg.meta.num_channels == 1
     with pytest.raises(InputError, match="--input2"):
-        pipeline.load_inputs(seg, [setup["t1"], setup["t1"]], ["--input", "--input2"])
+        segment.load_inputs(seg, [setup["t1"], setup["t1"]], ["--input", "--input2"])
 
 
 def test_cohort_batch_continues_after_failure(setup, tmp_path):

@@ -10,7 +10,7 @@ from absl import flags
 import keras
 
 from tfneuro.errors import InputError
-from tfneuro.training import flags as tflags
+from tfneuro.apps import flags as tflags
 from tfneuro.training import loop, recipes
 from tfneuro.training.runtime import TrainingConfig, is_chief, resolve_xla, setup_runtime
 

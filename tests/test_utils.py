@@ -70,7 +70,7 @@ def test_registry_lists_the_design_names_and_rejects_unknown():
 
 
 _CLI = textwrap.dedent("""
-    from tfneuro.utils import cli
+    from tfneuro.apps import cli
     from tfneuro.errors import InputError
     def main(argv):
         raise InputError("/x/t1.nii.gz", "file does not exist")

@@ -3,8 +3,11 @@
 Public names (imported lazily, so ``import tfneuro.data`` does not import TensorFlow):
 
 - cohorts (:mod:`tfneuro.data.cohort`): ``read_cohort``, ``write_cohort``, ``validate_cohort``,
-  ``check_files``, ``select_split``, ``assign_splits``, ``from_dhcp``, ``from_iseg2017``,
-  ``from_mcrib``, ``from_glob``;
+  ``check_files``, ``select_split``, ``assign_splits``, ``require_splits``, ``cohort_files``,
+  ``cohort_shape``; ``load_cohort`` (:mod:`tfneuro.data.load`: a run's validated cohort, or
+  the synthetic one);
+  builders from directory layouts (:mod:`tfneuro.data.builders`): ``from_dhcp``,
+  ``from_iseg2017``, ``from_mcrib``, ``from_glob``;
 - synthetic cohort (:mod:`tfneuro.data.synth`): ``make_cohort``, ``synth_subject``;
 - datasets (TensorFlow-only): ``slice_dataset``, ``rgb_slice_dataset``
   (:mod:`tfneuro.data.slices`), ``patch_dataset`` (:mod:`tfneuro.data.patches`),
@@ -22,10 +25,14 @@ _EXPORTS = {
     "check_files": "cohort",
     "select_split": "cohort",
     "assign_splits": "cohort",
-    "from_dhcp": "cohort",
-    "from_iseg2017": "cohort",
-    "from_mcrib": "cohort",
-    "from_glob": "cohort",
+    "load_cohort": "load",
+    "require_splits": "cohort",
+    "cohort_files": "cohort",
+    "cohort_shape": "cohort",
+    "from_dhcp": "builders",
+    "from_iseg2017": "builders",
+    "from_mcrib": "builders",
+    "from_glob": "builders",
     "make_cohort": "synth",
     "synth_subject": "synth",
     "slice_dataset": "slices",

@@ -11,9 +11,8 @@ brain scans can improve segmentation performance".
 What we implement (pure numpy; the weight maps plug into datasets as the ``w`` of
 ``(x, y, w)``, CONTRACTS.md):
 
-* **Axes** on the conformed RAS grid (``tfneuro.io.conform``): axis 0 (x, left-right) indexes
-  sagittal slices, axis 1 (y, posterior-anterior) coronal slices, axis 2 (z, inferior-superior)
-  axial slices.
+* **Axes**: the views of :mod:`tfneuro.io.views` (sagittal 0, coronal 1, axial 2 on the
+  conformed RAS grid).
 * **Which slices**: ``k = max(1, round(fraction * n))`` of the ``n`` candidate slices along the
   axis are labelled, chosen at random without replacement (the paper does not say how;
   ``spacing="even"`` gives evenly spaced slices with a random offset instead). Candidates are
@@ -42,13 +41,13 @@ import zlib
 import numpy as np
 
 from tfneuro.errors import InputError
+from tfneuro.io.views import VIEW_AXES
 
-__all__ = ["ALLOCATIONS", "AXES", "budget_rng", "select_slices", "budget_mask",
+__all__ = ["ALLOCATIONS", "budget_rng", "select_slices", "budget_mask",
            "budget_weights", "budget_units", "allocate_budget"]
 
 ALLOCATIONS = ("sagittal", "coronal", "axial", "random")
 #: slice orientation -> array axis on the conformed RAS grid
-AXES = {"sagittal": 0, "coronal": 1, "axial": 2}
 DEFAULT_FRACTION = 1.0 / 3.0
 
 
@@ -115,7 +114,7 @@ def budget_mask(shape, allocation: str, fraction: float = DEFAULT_FRACTION, *, s
     if len(shape) != 3:
         raise InputError("shape", f"budget masks are for 3D volumes, got shape {shape}")
     rng = budget_rng(seed, key)
-    axis = int(rng.integers(3)) if allocation == "random" else AXES[allocation]
+    axis = int(rng.integers(3)) if allocation == "random" else VIEW_AXES[allocation]
     lo, hi = (0, shape[axis]) if bbox is None else bbox[axis]
     slices = select_slices(np.arange(lo, hi), fraction, rng, spacing=spacing)
     keep = np.zeros(shape[axis], bool)

@@ -20,16 +20,6 @@ from tfneuro.data.cohort import as_cohort, select_split
 from tfneuro.errors import InputError
 
 NORMALIZERS = ("zscore", "minmax", "histeq", None)
-AXES = {"sagittal": 0, "coronal": 1, "axial": 2}
-
-
-def axis_index(axis) -> int:
-    """Array axis of a view on a RAS volume: sagittal 0 (x), coronal 1 (y), axial 2 (z)."""
-    if isinstance(axis, (int, np.integer)) and int(axis) in (0, 1, 2):
-        return int(axis)
-    if axis not in AXES:
-        raise InputError("axis", f"{axis!r}: use one of {list(AXES)} or 0/1/2")
-    return AXES[axis]
 
 
 def normalize_volume(data: np.ndarray, method) -> np.ndarray:
@@ -138,15 +128,13 @@ def decoded_volumes(rows, *, modalities, label, weights, scheme, normalize, pad_
     """
     import tensorflow as tf
 
-    from tfneuro.data import pipeline as _self  # looked up at call time (tests count calls)
-
     n = len(rows)
     c = len(modalities)
     known = tuple(int(s) for s in pad_to) if pad_to is not None else (None, None, None)
 
     def _load(i):
-        x, y, w = _self.load_subject(rows[int(i)], modalities, label, weights, scheme,
-                                     normalize)
+        # a global name, looked up at call time (tests replace it to count the calls)
+        x, y, w = load_subject(rows[int(i)], modalities, label, weights, scheme, normalize)
         return fit_shape(x, y, w, pad_to, multiple)
 
     def load(i):

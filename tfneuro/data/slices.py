@@ -19,8 +19,9 @@ from __future__ import annotations
 import numpy as np
 
 from tfneuro.data import pipeline
-from tfneuro.data.pipeline import axis_index, fit_shape
+from tfneuro.data.pipeline import fit_shape
 from tfneuro.errors import InputError
+from tfneuro.io.views import view_axis
 
 
 def volume_to_slices(x: np.ndarray, axis, stack: int = 1) -> np.ndarray:
@@ -31,7 +32,7 @@ def volume_to_slices(x: np.ndarray, axis, stack: int = 1) -> np.ndarray:
     """
     if stack < 1 or stack % 2 == 0:
         raise InputError("stack", f"{stack}: use an odd number of slices (1 or 3)")
-    a = axis_index(axis)
+    a = view_axis(axis)
     s = np.moveaxis(np.asarray(x), a, 0)           # [N, H, W, C]
     if stack == 1:
         return np.ascontiguousarray(s, dtype=np.float32)
@@ -45,7 +46,7 @@ def volume_to_slices(x: np.ndarray, axis, stack: int = 1) -> np.ndarray:
 
 def label_slices(y: np.ndarray, axis) -> np.ndarray:
     """Slices of a ``[X,Y,Z]`` map along ``axis`` -> ``[N, H, W]``."""
-    return np.ascontiguousarray(np.moveaxis(np.asarray(y), axis_index(axis), 0))
+    return np.ascontiguousarray(np.moveaxis(np.asarray(y), view_axis(axis), 0))
 
 
 def slice_dataset(cohort, *, axis="axial", modalities=("t1",), label="label", weights=None,
@@ -95,7 +96,7 @@ def slice_dataset(cohort, *, axis="axial", modalities=("t1",), label="label", we
 
     modalities = tuple(modalities)
     pipeline._check_two_arm(two_arm, modalities)
-    a = axis_index(axis)
+    a = view_axis(axis)
     if stack < 1 or stack % 2 == 0:
         raise InputError("stack", f"{stack}: use an odd number of slices (1 or 3)")
     rows = pipeline.prepare_rows(cohort, split, modalities, label)

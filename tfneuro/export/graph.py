@@ -18,17 +18,24 @@ Numerical definitions follow the numpy / scikit-image code they mirror:
 
 from __future__ import annotations
 
+import types
+
 import numpy as np
 import tensorflow as tf
+
+from tfneuro.inference import memory
+from tfneuro.inference.sliding_window import importance_map, window_starts
+
+#: The TensorFlow ops :func:`tfneuro.inference.sliding_window.window_starts` needs in a graph.
+_TF_OPS = types.SimpleNamespace(arange=tf.range, minimum=tf.minimum, maximum=tf.maximum)
 
 __all__ = [
     "percentile",
     "normalize_channel",
     "histogram_equalize",
     "pad_to",
-    "predict_slices",
+    "predict_slices_in_graph",
     "sliding_window",
-    "gaussian_importance",
 ]
 
 
@@ -167,7 +174,7 @@ def nonzero_range(volume: tf.Tensor, axis: int):
     return tf.cond(tf.size(hit) > 0, lambda: (hit[0], hit[-1] + 1), lambda: (0, 0))
 
 
-def predict_slices(call, volume: tf.Tensor, axis: int, num_classes: int, *, input_kind: str,
+def predict_slices_in_graph(call, volume: tf.Tensor, axis: int, num_classes: int, *, input_kind: str,
                    multiple: int = 1, batch_size: int | None = None, skip_empty: bool = True):
     """Run a 2D model over all slices of ``volume`` along ``axis``; TensorFlow-only.
 
@@ -206,10 +213,9 @@ def predict_slices(call, volume: tf.Tensor, axis: int, num_classes: int, *, inpu
     v, crops = pad_to(v, [round_up(shape[1], multiple), round_up(shape[2], multiple)], [1, 2])
     (b1, h), (b2, w) = crops
     if batch_size is None:
-        from tfneuro.inference.memory import AUTO_BATCH_MAX, AUTO_BATCH_PIXELS
-
         pixels = tf.shape(v)[1] * tf.shape(v)[2]
-        batch_size = tf.clip_by_value(AUTO_BATCH_PIXELS // tf.maximum(pixels, 1), 1, AUTO_BATCH_MAX)
+        batch_size = tf.clip_by_value(memory.AUTO_BATCH_PIXELS // tf.maximum(pixels, 1), 1,
+                                      memory.AUTO_BATCH_MAX)
     m = stop - start
     nbatch = (m + batch_size - 1) // batch_size
     ch0 = v[..., 0]
@@ -243,35 +249,6 @@ def predict_slices(call, volume: tf.Tensor, axis: int, num_classes: int, *, inpu
 
 
 # --------------------------------------------------------------------------- 3D windows
-def gaussian_importance(window, sigma_scale: float = 0.125) -> np.ndarray:
-    """Gaussian importance map ``[wx, wy, wz]``, max 1 (nnU-Net / MONAI convention).
-
-    Args:
-        window: window size per axis.
-        sigma_scale: sigma as a fraction of the window size per axis.
-    """
-    g = np.ones(window, np.float64)
-    for a, w in enumerate(window):
-        c = (w - 1) / 2.0
-        s = sigma_scale * w
-        d = np.exp(-0.5 * ((np.arange(w) - c) / s) ** 2)
-        shape = [1, 1, 1]
-        shape[a] = w
-        g = g * d.reshape(shape)
-    g = g / g.max()
-    return np.maximum(g, g[g > 0].min()).astype(np.float32)
-
-
-def window_starts(size, window: int, step: int):
-    """Start offsets of windows of ``window`` voxels covering ``size`` (>= window) voxels.
-
-    ``n = ceil((size - window) / step) + 1`` windows at ``i * step``, the last one moved back
-    to end at ``size``.
-    """
-    n = (size - window + step - 1) // step + 1
-    return tf.minimum(tf.range(n) * step, size - window)
-
-
 def sliding_window(call, volume: tf.Tensor, window, num_classes: int, *, overlap: float = 0.5,
                    sigma_scale: float = 0.125, batch_size: int = 1, input_kind: str = "channels",
                    blend: str = "gaussian"):
@@ -298,18 +275,14 @@ def sliding_window(call, volume: tf.Tensor, window, num_classes: int, *, overlap
         float32 ``[X, Y, Z, K]`` probabilities.
     """
     window = [int(w) for w in window]
-    steps = [max(1, int(w * (1.0 - overlap))) for w in window]
     v, crops = pad_to(volume, window, [0, 1, 2])
     shape = tf.shape(v)
-    starts = [window_starts(shape[a], window[a], steps[a]) for a in range(3)]
+    starts = [window_starts(shape[a], window[a], overlap, xp=_TF_OPS) for a in range(3)]
     grid = tf.stack(tf.meshgrid(*starts, indexing="ij"), axis=-1)
     grid = tf.reshape(grid, [-1, 3])  # [n_windows, 3]
     nwin = tf.shape(grid)[0]
     nbatch = (nwin + batch_size - 1) // batch_size
-    if blend == "gaussian":
-        imp = tf.constant(gaussian_importance(window, sigma_scale))[..., None]
-    else:
-        imp = tf.ones(window + [1], tf.float32)
+    imp = tf.constant(importance_map(window, blend, sigma_scale))[..., None]
     local = tf.stack(tf.meshgrid(*[tf.range(w) for w in window], indexing="ij"), axis=-1)
     acc0 = tf.zeros(tf.concat([shape[:3], [num_classes + 1]], 0), tf.float32)
 

@@ -21,6 +21,8 @@ _EXPORTS = {
     "fill_holes": "postprocess",
     # sliding_window.py: 3D models over whole volumes
     "sliding_window_predict": "sliding_window",
+    # volume.py: any segmentation model (2D views or 3D window) over a whole volume
+    "predict_volume": "volume",
     # memory.py: peak-memory estimates and the budget check before whole-volume inference
     "MemoryBudgetError": "memory",
     "check_memory": "memory",

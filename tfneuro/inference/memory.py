@@ -8,8 +8,8 @@ with advice, a volume whose estimate exceeds the budget:
 * :func:`tfneuro.inference.predict_slices` / :func:`~tfneuro.inference.predict_volume_views`
   (estimate: :func:`estimate_slices_bytes`),
 * :func:`tfneuro.inference.sliding_window_predict` (:func:`estimate_sliding_window_bytes`),
-* ``experiments/segment.py`` (the SavedModel ``segment_volume`` path,
-  :func:`estimate_segment_volume_bytes`, from the conformed shape and the model's metadata).
+* segmenting a scan with an exported model (:mod:`tfneuro.apps.segment`, which models its own
+  ``segment_volume`` path from the conformed shape and the export metadata).
 
 Budget (:func:`resolve_budget`): the ``memory_budget=`` argument, else the environment
 variable ``TFNEURO_MEMORY_BUDGET``, else 80 % of :func:`available_memory`. A budget is bytes
@@ -55,9 +55,9 @@ from tfneuro.errors import InputError
 __all__ = ["MemoryBudgetError", "ACTIVATION_FACTOR", "DEFAULT_FRACTION", "ENV_VAR",
            "available_memory", "parse_budget", "resolve_budget", "check_memory",
            "activation_bytes", "estimate_slices_bytes", "estimate_sliding_window_bytes",
-           "estimate_segment_volume_bytes", "format_bytes", "slices_advice",
-           "sliding_window_advice", "KERNEL_ACTIVATION_FACTOR", "RUNTIME_SLACK",
-           "AUTO_BATCH_PIXELS", "AUTO_BATCH_MAX", "auto_slice_batch"]
+           "format_bytes", "slices_advice",
+           "sliding_window_advice", "RUNTIME_SLACK",
+           "AUTO_BATCH_PIXELS", "AUTO_BATCH_MAX", "auto_slice_batch", "slice_batch_shapes"]
 
 #: Environment variable holding the default budget.
 ENV_VAR = "TFNEURO_MEMORY_BUDGET"
@@ -77,10 +77,6 @@ RUNTIME_SLACK = 64 * 2 ** 20
 AUTO_BATCH_PIXELS = 2 ** 17
 #: Upper bound of the automatic slice batch (the former fixed default).
 AUTO_BATCH_MAX = 16
-#: SavedModel path: bytes per (batch voxel x output channel of a kernel), see
-#: :func:`estimate_segment_volume_bytes`.
-KERNEL_ACTIVATION_FACTOR = 0.75
-
 _F32 = 4
 _UNITS = {"": 1, "B": 1, "K": 1e3, "KB": 1e3, "M": 1e6, "MB": 1e6, "G": 1e9, "GB": 1e9,
           "T": 1e12, "TB": 1e12, "KIB": 2 ** 10, "MIB": 2 ** 20, "GIB": 2 ** 30, "TIB": 2 ** 40}
@@ -341,7 +337,8 @@ def auto_slice_batch(h, w) -> int:
     return int(min(AUTO_BATCH_MAX, max(1, AUTO_BATCH_PIXELS // max(1, int(h) * int(w)))))
 
 
-def _batch_shapes(kind, batch, h, w, channels):
+def slice_batch_shapes(kind, batch, h, w, channels):
+    """Input shape(s) of one batch of ``h x w`` slices for a model fed as ``kind``."""
     if kind == "two_arm":
         return [(batch, h, w, 1), (batch, h, w, 1)]
     if kind == "rgb_slices":
@@ -381,7 +378,7 @@ def estimate_slices_bytes(models: dict, shape, *, batch_size: int | None = None,
         b = min(auto_slice_batch(h, w) if batch_size is None else int(batch_size), (x, y, z)[axis])
         in_c = {"two_arm": 2, "rgb_slices": 3}.get(kinds[axis], c)
         io_bytes = _F32 * b * h * w * (2 * in_c + 2 * k)  # batch copy (+split) and outputs (+weighted)
-        act = activation_bytes(model, _batch_shapes(kinds[axis], b, h, w, c))
+        act = activation_bytes(model, slice_batch_shapes(kinds[axis], b, h, w, c))
         per_batch = max(per_batch, io_bytes + act)
     return int(fixed + max(transient, per_batch) + RUNTIME_SLACK)
 
@@ -413,80 +410,6 @@ def estimate_sliding_window_bytes(model, shape, window, *, batch_size: int = 1,
     io_bytes = _F32 * b * wvox * (c + 2 * k) + _F32 * wvox * k  # batch, outputs, weighted window
     act = activation_bytes(model, (b, *window, c))
     return int(fixed + max(transient, io_bytes + act) + RUNTIME_SLACK)
-
-
-def _kernel_channels(variables) -> int:
-    """Sum of output channels over the convolution / dense kernels among ``variables``."""
-    total = 0
-    for v in variables:
-        shape = getattr(v, "shape", ())
-        name = getattr(v, "name", "") or ""
-        if len(shape) >= 2 and ("kernel" in name or len(shape) >= 4) and shape[-1] is not None:
-            total += int(shape[-1])
-    return total
-
-
-def estimate_segment_volume_bytes(meta: dict, shape, *, variables=None, models=None) -> int:
-    """Peak bytes of an exported model's ``segment_volume`` signature (and of
-    ``experiments/segment.py`` around it) on a conformed volume.
-
-    In-graph tensors (see :mod:`tfneuro.export.graph`): the input, its normalised, transposed
-    and padded copies (4 x ``[X,Y,Z,C]``); per view the concatenated slab, the background
-    fill, the transpose back, the weighted copy and the running sum (5 x ``[X,Y,Z,K]``); or for
-    3D the ``[X,Y,Z,K+1]`` accumulator twice (``tensor_scatter_nd_add`` returns a new one)
-    and the division result; the returned probabilities and labels; plus the native-space
-    resampling in ``segment.py`` (one more ``[X,Y,Z,K]``). Activations: from the Keras
-    models when given (:func:`activation_bytes`), else from the SavedModel's variables:
-    ``KERNEL_ACTIVATION_FACTOR x 4 x (voxels of one batch) x (sum of the kernels' output
-    channels)`` — a heuristic: every kernel's output at full resolution, times 0.75 (on QuickNAT
-    the kernels' channels at full resolution are about 3x the symbolic per-layer sum, which
-    includes the normalisation and activation copies; 0.75 keeps the heuristic above it).
-
-    Args:
-        meta: the export metadata (``saved_models/README.md``).
-        shape: conformed volume shape ``[X, Y, Z]`` or ``[X, Y, Z, C]``.
-        variables: the loaded SavedModel's variables (for the heuristic).
-        models: ``{view or "model": keras.Model}`` when available (``.keras`` input).
-    """
-    x, y, z = (int(s) for s in shape[:3])
-    c = int(meta["num_channels"])
-    k = int(meta["num_classes"])
-    vox = x * y * z
-    kind = meta.get("input_kind", "channels")
-    fixed = _F32 * vox * c * 4 + _F32 * vox * k * 2 + 4 * vox  # inputs, outputs, labels
-    fixed += _F32 * vox * k  # native-space probabilities / label resampling in segment.py
-    b = meta.get("batch_size")
-    if int(meta.get("ndim", 2)) == 2:
-        fixed += _F32 * vox * k * 5
-        views = meta.get("views", {}) or {"axial": {"axis": 2}}
-        batches = []
-        for view, info in views.items():
-            axis = int(info["axis"])
-            h, w = (d for a, d in enumerate((x, y, z)) if a != axis)
-            mult = (meta.get("pad_multiple") or {}).get(view if view in (meta.get("pad_multiple") or {}) else "model", 1)
-            h, w = -(-h // mult) * mult, -(-w // mult) * mult
-            vb = auto_slice_batch(h, w) if b is None else int(b)
-            batches.append((view, min(vb, (x, y, z)[axis]), h, w))
-    else:
-        fixed += _F32 * vox * (k + 1) * 3
-        win = tuple(int(v) for v in meta["window"])
-        batches = [("model", int(b or 1), *win)]
-    per_batch = 0
-    kch = _kernel_channels(variables or [])
-    for view, bb, *spatial in batches:
-        bvox = bb * int(np.prod(spatial))
-        in_c = {"two_arm": 2, "rgb_slices": 3}.get(kind, c)
-        io_bytes = _F32 * bvox * (2 * in_c + 3 * k)
-        model = None
-        if models:
-            model = models.get(view, models.get("model"))
-        if model is not None:
-            shp = (bb, *spatial, c) if len(spatial) == 3 else _batch_shapes(kind, bb, *spatial, c)
-            act = activation_bytes(model, shp)
-        else:
-            act = int(KERNEL_ACTIVATION_FACTOR * _F32 * bvox * kch)
-        per_batch = max(per_batch, io_bytes + act)
-    return int(fixed + per_batch + RUNTIME_SLACK)
 
 
 def slices_advice(batch_size: int | None, views: int = 1) -> list:

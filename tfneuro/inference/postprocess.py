@@ -257,5 +257,3 @@ def postprocess(labels, spacing=1.0, axis: int = 2, *, slice_cleaning: bool = Tr
         out = fill_holes(out, background=background)
     return out
 
-
-from tfneuro.inference.bridging import bridge_gaps  # noqa: E402,F401  (paper 000 eq. 1; MODELS3D)

@@ -1,21 +1,12 @@
 """Whole-volume prediction with 2D / 2.5D slice models, and view aggregation.
 
 A volume is a numpy array ``[X, Y, Z, C]`` (channels last) on the conformed RAS grid
-(:func:`tfneuro.io.conform`). Views and axes:
+(:func:`tfneuro.io.conform`). Views and axes are those of :mod:`tfneuro.io.views`: a slice is
+``np.take(volume, n, axis)`` with the remaining axes in their original order (no
+transposition or flip); slice models must be trained on slices taken the same way.
 
-=========  ====  ==============================
-view       axis  slice ``n`` is
-=========  ====  ==============================
-sagittal   0     ``volume[n, :, :, :]``  (Y, Z)
-coronal    1     ``volume[:, n, :, :]``  (X, Z)
-axial      2     ``volume[:, :, n, :]``  (X, Y)
-=========  ====  ==============================
-
-i.e. a slice is ``np.take(volume, n, axis)`` with the remaining axes in their original order
-(no transposition or flip); slice models must be trained on slices taken the same way.
-
-Input kinds (``input_kind``; default: two model inputs -> ``"two_arm"``, else the registry's
-``ModelSpec.input_kind`` when ``model.name`` is registered, else ``"channels"``):
+Input kinds (``input_kind``; default :func:`tfneuro.models.input_kind_of`: the model's
+``spec.input_kind``, else ``"two_arm"`` for two model inputs, else ``"channels"``):
 
 * ``"channels"``: the slice's C channels are the model input ``[B, H, W, C]``.
 * ``"two_arm"``: InfiNet (paper 003) / double-arm U-Net: channel 0 feeds the first input (T1),
@@ -44,34 +35,33 @@ from __future__ import annotations
 import numpy as np
 
 from tfneuro.errors import InputError
+from tfneuro.io.views import VIEW_AXES, view_axis
+from tfneuro.models.registry import input_kind_of
 
 __all__ = ["VIEW_AXES", "predict_slices", "predict_volume_views", "nonzero_slice_range",
-           "rgb_slice_stack", "resolve_input_kind"]
-
-#: RAS conformed grid: view name -> slicing axis.
-VIEW_AXES = {"sagittal": 0, "coronal": 1, "axial": 2}
+           "rgb_slice_stack", "view_weights", "FASTSURFER_WEIGHTS"]
 
 #: FastSurfer's view weights (axial 0.4, coronal 0.4, sagittal 0.2).
 FASTSURFER_WEIGHTS = {"axial": 0.4, "coronal": 0.4, "sagittal": 0.2}
 
-_KINDS = ("channels", "two_arm", "rgb_slices")
 
+def view_weights(views, weights: dict | None = None, *, source: str = "views") -> dict:
+    """``{view: weight}`` normalised to sum to 1 (default equal weights).
 
-def resolve_input_kind(model, input_kind=None) -> str:
-    """How ``model`` is fed: ``input_kind`` if given, else inferred (module docstring)."""
-    if input_kind is not None:
-        if input_kind not in _KINDS:
-            raise InputError("input_kind", f"must be one of {_KINDS}, got {input_kind!r}")
-        return input_kind
-    if len(getattr(model, "inputs", None) or []) == 2:
-        return "two_arm"
-    from tfneuro.models import registry
-
-    if getattr(model, "name", None) in registry.list_models():
-        kind = registry.spec(model.name).input_kind
-        if kind in _KINDS:
-            return kind
-    return "channels"
+    Raises:
+        InputError: an unknown view (naming ``source``), a missing or negative weight, or
+            weights summing to 0 (naming ``weights``).
+    """
+    bad = [v for v in views if v not in VIEW_AXES]
+    if bad:
+        raise InputError(source, f"unknown view(s) {bad}; use {sorted(VIEW_AXES)}")
+    weights = {v: 1.0 for v in views} if weights is None else weights
+    if any(v not in weights or float(weights[v]) < 0 for v in views):
+        raise InputError("weights", f"need a non-negative weight for every view in {sorted(views)}")
+    total = float(sum(float(weights[v]) for v in views))
+    if total <= 0:
+        raise InputError("weights", "weights sum to 0")
+    return {v: float(weights[v]) / total for v in views}
 
 
 def _check_volume(volume, name="volume"):
@@ -84,16 +74,6 @@ def _check_volume(volume, name="volume"):
     if not np.all(np.isfinite(vol)):
         raise InputError(name, "contains NaN or Inf")
     return vol
-
-
-def _check_axis(axis):
-    if isinstance(axis, str):
-        if axis not in VIEW_AXES:
-            raise InputError("axis", f"must be 0, 1, 2 or one of {sorted(VIEW_AXES)}, got {axis!r}")
-        return VIEW_AXES[axis]
-    if not isinstance(axis, (int, np.integer)) or not -3 <= axis < 3:
-        raise InputError("axis", f"must be 0, 1, 2 or one of {sorted(VIEW_AXES)}, got {axis!r}")
-    return int(axis) % 3
 
 
 def nonzero_slice_range(volume, axis) -> tuple[int, int]:
@@ -219,9 +199,9 @@ def predict_slices(model, volume, axis, *, batch_size: int | None = None,
     """
     in_dtype = getattr(volume, "dtype", np.float64)
     vol = _check_volume(volume)
-    axis = _check_axis(axis)
+    axis = view_axis(axis)
     batch_size = _check_batch_size(batch_size)
-    kind = resolve_input_kind(model, input_kind)
+    kind = input_kind_of(model, input_kind)
     _check_kind_channels(kind, vol.shape[-1], model)
     if num_classes is None:
         num_classes = model.outputs[0].shape[-1]
@@ -291,21 +271,11 @@ def predict_volume_views(models: dict, volume, *, weights: dict | None = None,
     """
     if not isinstance(models, dict) or not models:
         raise InputError("models", "must be a non-empty dict {view name: model}")
-    bad = [v for v in models if v not in VIEW_AXES]
-    if bad:
-        raise InputError("models", f"unknown view(s) {bad}; use {sorted(VIEW_AXES)}")
-    if weights is None:
-        weights = {v: 1.0 for v in models}
-    missing = [v for v in models if v not in weights]
-    if missing or any(float(weights[v]) < 0 for v in models):
-        raise InputError("weights", f"need a non-negative weight for every view in {sorted(models)}")
-    total = float(sum(float(weights[v]) for v in models))
-    if total <= 0:
-        raise InputError("weights", "weights sum to 0")
+    weights = view_weights(list(models), weights, source="models")
     in_dtype = getattr(volume, "dtype", np.float64)
     vol = _check_volume(volume)
     batch_size = _check_batch_size(batch_size)
-    kinds = {v: resolve_input_kind(m, input_kind.get(v) if isinstance(input_kind, dict) else input_kind)
+    kinds = {v: input_kind_of(m, input_kind.get(v) if isinstance(input_kind, dict) else input_kind)
              for v, m in models.items()}
     nclasses = {v: m.outputs[0].shape[-1] for v, m in models.items()}
     if len(set(nclasses.values())) != 1:
@@ -324,7 +294,7 @@ def predict_volume_views(models: dict, volume, *, weights: dict | None = None,
     probs = np.zeros(vol.shape[:3] + (k,), dtype=np.float32)
     view_labels = {}
     for view, model in models.items():
-        w = float(weights[view]) / total
+        w = weights[view]
         lab = None
         if return_uncertainty:  # this view's own labels (background 0 outside its slab)
             lab = np.zeros(vol.shape[:3], dtype=np.uint8 if k < 256 else np.int32)

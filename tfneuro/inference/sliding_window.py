@@ -71,13 +71,19 @@ def importance_map(window, blend="gaussian", sigma_scale=0.125):
     return imp
 
 
-def window_starts(size, window, overlap):
-    """Start indices of windows along one axis (MONAI/nnU-Net grid; last window flush)."""
-    if size <= window:
-        return [0]
+def window_starts(size, window: int, overlap: float, xp=np):
+    """Start indices of windows along one axis (MONAI/nnU-Net grid; last window flush).
+
+    Windows start every ``step = max(1, int(window * (1 - overlap)))`` voxels;
+    ``n = ceil((size - window) / step) + 1`` of them, the last moved back to end at ``size``
+    (one window at 0 when ``size <= window``). Written once for both paths: ``size`` is an
+    int with ``xp=numpy``, or a scalar tensor inside the exported graph with a namespace of
+    TensorFlow ops (``arange``, ``minimum``, ``maximum``; :mod:`tfneuro.export.graph`).
+    """
     step = max(1, int(window * (1.0 - overlap)))
-    n = int(np.ceil((size - window) / step)) + 1
-    return sorted({min(i * step, size - window) for i in range(n)})
+    room = xp.maximum(size - window, 0)
+    n = (room + step - 1) // step + 1
+    return xp.minimum(xp.arange(n) * step, room)
 
 
 def _nonzero_bbox(volume):

@@ -33,6 +33,11 @@ def volume_files(path: str | os.PathLike) -> list[str]:
     return [path]
 
 
+def voxel_spacing(path: str | os.PathLike) -> tuple:
+    """Voxel size (mm) of a volume's first three axes, from its header."""
+    return tuple(float(z) for z in nib.load(os.fspath(path)).header.get_zooms()[:3])
+
+
 def _read_raw(path: str):
     """Open ``path`` with nibabel and read all voxels; any failure becomes one InputError."""
     if not os.path.exists(path):

@@ -20,7 +20,6 @@ import keras
 from keras import ops
 
 from tfneuro.errors import InputError
-from tfneuro.losses._base import VoxelLoss
 
 
 def nearest_downsample(x, size, first_axis=1):

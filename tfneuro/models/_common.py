@@ -1,4 +1,5 @@
-"""Small helpers shared by the model builders (argument checks, classifier head, pad/crop).
+"""Small helpers shared by the model builders (argument checks, classifier head, pad/crop,
+the model class that knows its registered builder).
 
 Any model module may use these (2D and 3D): they validate the common keyword arguments the
 same way everywhere and build the same named classifier head, so transfer-learning code can
@@ -10,6 +11,44 @@ from __future__ import annotations
 import keras
 
 from tfneuro.errors import InputError
+
+
+@keras.saving.register_keras_serializable(package="tfneuro")
+class RegisteredModel(keras.Model):
+    """A functional Keras model that knows which registered builder made it.
+
+    Constructed like a functional model, ``RegisteredModel(inputs, outputs, name=...,
+    registry_name="quicknat", multiple=1)``. ``registry_name`` and the instance's spatial
+    ``multiple`` are part of ``get_config``, so ``.keras`` files and ``from_config`` keep
+    them; :func:`tfneuro.models.spec_of` turns them into the model's
+    :class:`~tfneuro.models.ModelSpec` (how it is fed, its task and paper).
+    ``keras.models.clone_model`` does not pass them on (use :func:`carry_spec`).
+    """
+
+    def __init__(self, inputs, outputs, name=None, **kwargs):
+        self.registry_name = kwargs.pop("registry_name", None)
+        self.multiple = int(kwargs.pop("multiple", 1))
+        super().__init__(inputs, outputs, name=name, **kwargs)
+
+    def get_config(self):
+        return {**super().get_config(), "registry_name": self.registry_name,
+                "multiple": self.multiple}
+
+
+def registered_model(inputs, outputs, *, name: str, registry_name: str, multiple: int = 1):
+    """``RegisteredModel(inputs, outputs)`` made by the registered builder ``registry_name``;
+    known spatial sizes must be multiples of ``multiple``."""
+    return RegisteredModel(inputs, outputs, name=name, registry_name=registry_name,
+                           multiple=multiple)
+
+
+def carry_spec(source, target):
+    """Give ``target`` (e.g. a clone of ``source``) the registry name and multiple of
+    ``source``; returns ``target``."""
+    for attr in ("registry_name", "multiple"):
+        if hasattr(source, attr):
+            setattr(target, attr, getattr(source, attr))
+    return target
 
 
 def check_num_classes(num_classes, model: str) -> int:

@@ -53,8 +53,13 @@ from __future__ import annotations
 import keras
 
 from tfneuro.layers.pooling import MaxPoolingWithArgmax2D, MaxUnpooling2D
-from tfneuro.models._common import (check_input_shape, check_num_classes, check_positive,
-                                    classifier_head)
+from tfneuro.models._common import (
+    check_input_shape,
+    check_num_classes,
+    check_positive,
+    classifier_head,
+    registered_model,
+)
 
 ARMS = ("t1", "t2")
 
@@ -123,4 +128,4 @@ def infinet(num_classes: int = 4, input_shape=(None, None, 1), filters: int = 64
         x = _fuse(unpooled, [skips[arm][level - 1][0] for arm in ARMS], filters, kernel_size,
                   f"decoder_{level}")
     outputs = classifier_head(x, num_classes)
-    return keras.Model(inputs, outputs, name=name)
+    return registered_model(inputs, outputs, name=name, registry_name="infinet")

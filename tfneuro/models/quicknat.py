@@ -44,8 +44,13 @@ import keras
 
 from tfneuro.layers.dense import DenseBlock
 from tfneuro.layers.pooling import MaxPoolingWithArgmax2D, MaxUnpooling2D
-from tfneuro.models._common import (check_input_shape, check_num_classes, check_positive,
-                                    classifier_head)
+from tfneuro.models._common import (
+    check_input_shape,
+    check_num_classes,
+    check_positive,
+    classifier_head,
+    registered_model,
+)
 
 #: Layers holding weights, from input to output (transfer-learning freeze groups use these).
 BLOCK_NAMES = ("encoder_1", "encoder_2", "encoder_3", "encoder_4", "bottleneck",
@@ -101,4 +106,4 @@ def quicknat(num_classes: int, input_shape=(None, None, 1), filters: int = 64,
         x = DenseBlock(filters, kernel_size, num_convs, activation=activation, dropout=dropout,
                        name=f"decoder_{i}")(x)
     outputs = classifier_head(x, num_classes)
-    return keras.Model(inputs, outputs, name=name)
+    return registered_model(inputs, outputs, name=name, registry_name="quicknat")

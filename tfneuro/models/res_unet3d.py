@@ -53,9 +53,13 @@ import keras
 
 from tfneuro.errors import InputError
 from tfneuro.layers.residual import ResidualBlock3D, UNetDecoderBlock3D
+from tfneuro.models._common import (
+    check_input_shape,
+    check_num_classes,
+    check_positive,
+    classifier_head,
+)
 from tfneuro.models.unet3d import check_spatial_multiple
-from tfneuro.models._common import (check_input_shape, check_num_classes, check_positive,
-                                    classifier_head)
 
 #: λ of the age MSE term (paper 002 code: Hyperparams ``age_loss_weight = 10e-3``).
 AGE_LOSS_WEIGHT = 0.01
@@ -77,10 +81,15 @@ class DeepSupervisionModel(keras.Model):
         network: functional ``keras.Model`` with outputs ``[full, low..., age?]``.
         num_deep_supervision: number of low-resolution segmentation outputs in ``network``.
         has_age: whether the last output of ``network`` is the age.
+        registry_name, multiple: the registered builder that made it and the spatial multiple
+            of its inputs (:func:`tfneuro.models.spec_of`).
     """
 
-    def __init__(self, network, num_deep_supervision=0, has_age=False, **kwargs):
+    def __init__(self, network, num_deep_supervision=0, has_age=False, registry_name=None,
+                 multiple=1, **kwargs):
         super().__init__(**kwargs)
+        self.registry_name = registry_name
+        self.multiple = int(multiple)
         self.network = network
         self.num_deep_supervision = int(num_deep_supervision)
         self.has_age = bool(has_age)
@@ -176,7 +185,8 @@ class DeepSupervisionModel(keras.Model):
     def get_config(self):
         return {"name": self.name, "trainable": self.trainable,
                 "network": keras.saving.serialize_keras_object(self.network),
-                "num_deep_supervision": self.num_deep_supervision, "has_age": self.has_age}
+                "num_deep_supervision": self.num_deep_supervision, "has_age": self.has_age,
+                "registry_name": self.registry_name, "multiple": self.multiple}
 
     @classmethod
     def from_config(cls, config):
@@ -256,7 +266,9 @@ def res_unet3d(num_classes=10, input_shape=(None, None, None, 2), base_filters=3
     network = _res_unet_network(num_classes, input_shape, int(base_filters), int(max_filters),
                                 depth, n_ds, norm, _age_hidden, name)
     return DeepSupervisionModel(network, num_deep_supervision=n_ds,
-                                has_age=_age_hidden is not None, name=name)
+                                has_age=_age_hidden is not None, name=name,
+                                registry_name="res_unet3d" if _age_hidden is None else "age_unet3d",
+                                multiple=2 ** (depth - 1))
 
 
 def age_unet3d(num_classes=10, input_shape=(None, None, None, 2), base_filters=32,

@@ -19,10 +19,14 @@ made transparent"). Use ``tfneuro.explain.grad_cam(model, x, class_index, "last_
 
 from __future__ import annotations
 
-import numpy as np
 import keras
+import numpy as np
 
-from tfneuro.models._common import check_input_shape, check_num_classes
+from tfneuro.models._common import (
+    check_input_shape,
+    check_num_classes,
+    registered_model,
+)
 
 #: Age classes of paper 000 (months), the class index order of the classifier.
 AGE_GROUPS_MONTHS = (12, 18, 24, 36, 48, 60)
@@ -74,7 +78,7 @@ def _bottleneck(x, filters, strides, project, name):
 
 
 def resnet3d(layers_per_stage, num_classes=6, input_shape=(None, None, None, 3),
-             base_filters=64, name="resnet3d"):
+             base_filters=64, name="resnet3d", registry_name=None):
     """Generic 3D bottleneck ResNet.
 
     Args:
@@ -84,6 +88,8 @@ def resnet3d(layers_per_stage, num_classes=6, input_shape=(None, None, None, 3),
             None (global average pooling before the classifier).
         base_filters: bottleneck width of the first stage (64, He et al.).
         name: model name.
+        registry_name: the registered name whose spec the model carries (None: a plain
+            functional model).
 
     Returns:
         A functional ``keras.Model`` returning softmax class probabilities ``[B, num_classes]``.
@@ -107,22 +113,27 @@ def resnet3d(layers_per_stage, num_classes=6, input_shape=(None, None, None, 3),
     x = keras.layers.GlobalAveragePooling3D(name="avg_pool")(x)
     outputs = keras.layers.Dense(num_classes, activation="softmax", dtype="float32",
                                  name="classifier")(x)
-    return keras.Model(inputs, outputs, name=name)
+    if registry_name is None:
+        return keras.Model(inputs, outputs, name=name)
+    return registered_model(inputs, outputs, name=name, registry_name=registry_name)
 
 
 def resnet3d_50(num_classes=6, input_shape=(None, None, None, 3), base_filters=64,
                 name="resnet3d_50"):
     """ResNet50-3D, blocks [3, 4, 6, 3] (paper 000 Table 3). Args as :func:`resnet3d`."""
-    return resnet3d(_BLOCKS[50], num_classes, input_shape, base_filters, name)
+    return resnet3d(_BLOCKS[50], num_classes, input_shape, base_filters, name,
+                    registry_name="resnet3d_50")
 
 
 def resnet3d_101(num_classes=6, input_shape=(None, None, None, 3), base_filters=64,
                  name="resnet3d_101"):
     """ResNet101-3D, blocks [3, 4, 23, 3] (paper 000 Table 3). Args as :func:`resnet3d`."""
-    return resnet3d(_BLOCKS[101], num_classes, input_shape, base_filters, name)
+    return resnet3d(_BLOCKS[101], num_classes, input_shape, base_filters, name,
+                    registry_name="resnet3d_101")
 
 
 def resnet3d_152(num_classes=6, input_shape=(None, None, None, 3), base_filters=64,
                  name="resnet3d_152"):
     """ResNet152-3D, blocks [3, 8, 36, 3] (paper 000 Table 3). Args as :func:`resnet3d`."""
-    return resnet3d(_BLOCKS[152], num_classes, input_shape, base_filters, name)
+    return resnet3d(_BLOCKS[152], num_classes, input_shape, base_filters, name,
+                    registry_name="resnet3d_152")

@@ -33,8 +33,15 @@ from __future__ import annotations
 import keras
 
 from tfneuro.errors import InputError
-from tfneuro.models._common import (check_input_shape, check_num_classes, check_positive,
-                                    classifier_head, crop_like, pad_to_multiple)
+from tfneuro.models._common import (
+    check_input_shape,
+    check_num_classes,
+    check_positive,
+    classifier_head,
+    crop_like,
+    pad_to_multiple,
+    registered_model,
+)
 
 
 def _double_conv(x, filters, prefix, batch_norm):
@@ -97,4 +104,5 @@ def unet2d(num_classes: int, input_shape=None, arms: int = 1, filters: int = 64,
         x = _double_conv(x, f, f"decoder_{i}", batch_norm)
     x = crop_like(x, inputs[0], name="crop")
     outputs = classifier_head(x, num_classes)
-    return keras.Model(inputs if arms == 2 else inputs[0], outputs, name=name)
+    return registered_model(inputs if arms == 2 else inputs[0], outputs, name=name,
+                            registry_name="unet2d")

@@ -30,7 +30,12 @@ import keras
 
 from tfneuro.errors import InputError
 from tfneuro.layers.residual import UNetDecoderBlock3D, UNetEncoderBlock3D
-from tfneuro.models._common import check_input_shape, check_num_classes, classifier_head
+from tfneuro.models._common import (
+    check_input_shape,
+    check_num_classes,
+    classifier_head,
+    registered_model,
+)
 
 
 def check_spatial_multiple(input_shape, multiple, flag="input_shape"):
@@ -76,4 +81,5 @@ def unet3d(num_classes=2, input_shape=(None, None, None, 1), base_filters=32, de
         x = UNetDecoderBlock3D(base_filters * 2 ** (level + 1), up_filters=None, norm=norm,
                                activation="relu", name=f"dec{level}")([x, skips[level]])
     outputs = classifier_head(x, num_classes, ndim=3)  # 1x1x1 conv "classifier" + softmax
-    return keras.Model(inputs, outputs, name=name)
+    return registered_model(inputs, outputs, name=name, registry_name="unet3d",
+                            multiple=2 ** (int(depth) - 1))

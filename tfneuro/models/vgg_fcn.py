@@ -50,8 +50,15 @@ import numpy as np
 from keras import ops
 
 from tfneuro.errors import InputError
-from tfneuro.models._common import (check_input_shape, check_num_classes, check_positive,
-                                    classifier_head, crop_like, pad_to_multiple)
+from tfneuro.models._common import (
+    check_input_shape,
+    check_num_classes,
+    check_positive,
+    classifier_head,
+    crop_like,
+    pad_to_multiple,
+    registered_model,
+)
 
 #: The last convolution of each VGG16 stage (paper 004: side outputs go "at the end of each stage").
 STAGE_ENDS = ("block1_conv2", "block2_conv2", "block3_conv3", "block4_conv3", "block5_conv3")
@@ -212,4 +219,4 @@ def vgg16_fcn(num_classes: int, input_shape=(None, None, 3), weights="imagenet",
     x = keras.layers.Concatenate(axis=-1, name="side_concat")(sides)
     x = crop_like(x, inputs, name="crop")
     outputs = classifier_head(x, num_classes)
-    return keras.Model(inputs, outputs, name=name)
+    return registered_model(inputs, outputs, name=name, registry_name="vgg16_fcn")

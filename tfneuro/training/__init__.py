@@ -1,6 +1,6 @@
 """Training recipes: optimizers and schedules from the papers, run configuration (seed,
-determinism, XLA, mixed precision, tf.distribute), the checkpointing ``fit`` loop, and
-transfer learning.
+determinism, XLA, mixed precision, tf.distribute), the checkpointing ``fit`` loop, transfer
+learning, shared segmentation set-ups, and saving / loading ``.keras`` models.
 
 Names are resolved lazily (PEP 562), so ``import tfneuro.training`` does not import
 TensorFlow until a name is used.
@@ -30,9 +30,6 @@ _EXPORTS = {
     "make_strategy": "runtime",
     "resolve_xla": "runtime",
     "is_chief": "runtime",
-    # flags.py
-    "define_training_flags": "flags",
-    "config_from_flags": "flags",
     # loop.py
     "fit": "loop",
     "epoch_seed": "loop",
@@ -40,6 +37,7 @@ _EXPORTS = {
     "restore_checkpoint": "loop",
     "latest_checkpoint": "loop",
     "list_checkpoints": "loop",
+    "resume_note": "loop",
     "ProgressBar": "loop",
     # transfer.py
     "apply_strategy": "transfer",
@@ -48,6 +46,16 @@ _EXPORTS = {
     "fit_two_stage": "transfer",
     "blocks_for_strategy": "transfer",
     "block_of": "transfer",
+    # saving.py
+    "save_keras_model": "saving",
+    "load_keras_model": "saving",
+    "register_serializables": "saving",
+    # segmentation.py
+    "segmentation_loss": "segmentation",
+    "compile_segmentation": "segmentation",
+    "build_segmentation_3d": "segmentation",
+    "patch_train_fn": "segmentation",
+    "class_weights_from_cohort": "segmentation",
 }
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)

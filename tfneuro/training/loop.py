@@ -50,7 +50,7 @@ from tfneuro.utils.atomic import atomic_path
 from tfneuro.utils.progress import progress
 
 __all__ = ["fit", "epoch_seed", "save_checkpoint", "restore_checkpoint", "latest_checkpoint",
-           "list_checkpoints", "ProgressBar", "EpochScalars",
+           "list_checkpoints", "resume_note", "ProgressBar", "EpochScalars",
            "tensorboard_callback"]
 
 _CKPT_RE = re.compile(r"^epoch-(\d{6})$")
@@ -74,6 +74,12 @@ def list_checkpoints(out_dir) -> list[tuple[int, str]]:
         if m and os.path.isfile(os.path.join(path, "state.json")):
             found.append((int(m.group(1)), path))
     return sorted(found)
+
+
+def resume_note(out_dir, resume: bool) -> str:
+    """One line saying where a run starts (for the log): fresh, or after which epoch."""
+    found = list_checkpoints(out_dir) if resume else []
+    return f"resuming after epoch {found[-1][0]}" if found else "starting at epoch 1"
 
 
 def latest_checkpoint(out_dir) -> str | None:

@@ -47,6 +47,7 @@ import re
 import keras
 
 from tfneuro.errors import InputError
+from tfneuro.models._common import carry_spec
 
 __all__ = ["STRATEGIES", "block_of", "blocks_for_strategy", "apply_strategy",
            "replace_classifier", "reinitialize", "fit_two_stage", "trainable_layer_names"]
@@ -179,7 +180,7 @@ def reinitialize(model):
     registered for serialization), which builds new layers that run their initializers.
     """
     try:
-        return keras.models.clone_model(model)
+        return carry_spec(model, keras.models.clone_model(model))
     except Exception as e:  # subclassed models without a functional graph
         raise InputError(model.name, f"cannot be re-initialised by cloning ({e})") from None
 
@@ -224,7 +225,7 @@ def replace_classifier(model, num_classes: int, layer_name: str = "classifier"):
     for layer in new.layers:
         if layer.name != layer_name and layer.weights:
             layer.set_weights(model.get_layer(layer.name).get_weights())
-    return new
+    return carry_spec(model, new)
 
 
 def fit_two_stage(model, compile_fn, train_ds, val_ds=None, *, out_dir,

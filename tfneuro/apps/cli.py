@@ -1,4 +1,4 @@
-"""Shared behaviour of every ``experiments/*.py`` entry point.
+"""How every command-line entry point runs (``experiments/*.py`` and the ``tfneuro`` command).
 
 ``run(main)`` replaces ``absl.app.run(main)``. It adds ``--verbose`` and turns bad input
 (:class:`tfneuro.errors.InputError`) into one line on stderr, ``error: <file or flag>:
@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import sys
 import traceback
+import warnings
 
-from absl import app, flags
+from absl import app, flags, logging
 
 from tfneuro.errors import InputError
+
+__all__ = ["run", "quiet_logs"]
 
 flags.DEFINE_bool("verbose", False, "Print full tracebacks on errors.")
 
@@ -43,3 +46,12 @@ def _report(error: BaseException, status: int):
         line = f"{type(error).__name__}: {line}"
     print(f"error: {line}", file=sys.stderr)
     sys.exit(status)
+
+
+def quiet_logs() -> None:
+    """Silence TensorFlow's INFO/retracing log lines and Keras' "input ran out of data"
+    warning (each epoch's dataset is finite by design), so summaries stay readable."""
+    logging.set_verbosity(logging.ERROR)
+    warnings.filterwarnings("ignore", message="Your input ran out of data")
+    # DeepSupervisionModel overrides compile(); the experiments re-compile after loading
+    warnings.filterwarnings("ignore", message=r"`compile\(\)` was not called as part of model loading")

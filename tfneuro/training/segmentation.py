@@ -1,0 +1,74 @@
+"""Segmentation training set-ups that several experiments share: the loss (with deep
+supervision), compiling a 3D segmentation model with a paper recipe, the per-epoch patch
+datasets, and QuickNAT's median-frequency class weights over a cohort."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tfneuro.data.patches import patch_dataset
+from tfneuro.io import get_scheme, load_volume
+from tfneuro.losses import DeepSupervisionLoss, DiceCELoss
+from tfneuro.losses.cross_entropy import median_frequency_weights
+from tfneuro.models import get
+from tfneuro.training.loop import epoch_seed
+from tfneuro.training.recipes import make_optimizer
+
+__all__ = ["segmentation_loss", "compile_segmentation", "build_segmentation_3d",
+           "patch_train_fn", "class_weights_from_cohort"]
+
+
+def segmentation_loss(model):
+    """Dice + cross-entropy (paper 002 eq. 2 / paper 001's combined loss), wrapped in
+    :class:`tfneuro.losses.DeepSupervisionLoss` for models with deep-supervision outputs."""
+    if getattr(model, "num_deep_supervision", 0):
+        return DeepSupervisionLoss(DiceCELoss())
+    return DiceCELoss()
+
+
+def compile_segmentation(model, *, steps_per_epoch: int, epochs: int, learning_rate,
+                         compile_kwargs=None, recipe: str = "paper002"):
+    """Compile ``model`` with a fresh optimizer of ``recipe`` and :func:`segmentation_loss`."""
+    model.compile(optimizer=make_optimizer(recipe, steps_per_epoch=steps_per_epoch,
+                                           epochs=epochs, learning_rate=learning_rate),
+                  loss=segmentation_loss(model), **(compile_kwargs or {}))
+    return model
+
+
+def build_segmentation_3d(name: str, num_classes: int, n_channels: int, *, base_filters: int,
+                          depth: int, steps_per_epoch: int, epochs: int, learning_rate,
+                          strategy, compile_kwargs=None, recipe: str = "paper002", **kwargs):
+    """Build and compile a registered 3D segmentation model (res_unet3d / unet3d) in
+    ``strategy.scope()`` with a paper recipe's optimizer and :func:`segmentation_loss`."""
+    with strategy.scope():
+        model = get(name, num_classes=num_classes, input_shape=(None, None, None, n_channels),
+                    base_filters=base_filters, depth=depth, **kwargs)
+        compile_segmentation(model, steps_per_epoch=steps_per_epoch, epochs=epochs,
+                             learning_rate=learning_rate, compile_kwargs=compile_kwargs,
+                             recipe=recipe)
+    return model
+
+
+def patch_train_fn(df, *, patch_size, patches_per_volume: int, modalities, scheme,
+                   batch_size: int, seed: int, weights=None, **source):
+    """``epoch -> tf.data.Dataset`` of class-balanced 3D patches (paper 002), seeded by
+    :func:`tfneuro.training.loop.epoch_seed` so resumed runs see the same data.
+
+    ``**source``: further :class:`tfneuro.data.VolumeSource` fields (``label``, ``normalize``).
+    """
+    def train_ds(epoch):
+        return patch_dataset(df, patch_size=patch_size, patches_per_volume=patches_per_volume,
+                             modalities=modalities, scheme=scheme, weights=weights,
+                             batch_size=batch_size, seed=epoch_seed(seed, epoch), **source)
+
+    return train_ds
+
+
+def class_weights_from_cohort(df, num_classes: int, scheme=None, column: str = "label"):
+    """Median-frequency class weights (QuickNAT, paper 001 / Roy et al.) over the label maps
+    of a cohort (``tfneuro.losses.cross_entropy.median_frequency_weights``)."""
+    maps = []
+    for p in df[column]:
+        raw = np.asanyarray(load_volume(p, kind="label").dataobj)
+        maps.append(get_scheme(scheme).remap(raw, source=p) if scheme else np.rint(raw).astype(np.int64))
+    return [float(w) for w in median_frequency_weights(maps, num_classes)]
