@@ -145,7 +145,7 @@ def main(argv):
     cols = ["name", "dice_mean", "dice_sd", "precision_mean"] + (
         ["hd95_mm_mean", "msd_mm_mean"] if FLAGS.distances else [])
     evaluation.print_summary(f"{len(loaded)} subject(s), scheme {FLAGS.regroup_to or scheme.name}: mean (SD) "
-                  "over subjects", summary, cols)
+                             "over subjects", summary, cols)
     print(f"results: {FLAGS.output}")
     print(f"mean Dice: {table['dice'].mean():.4f}")
 

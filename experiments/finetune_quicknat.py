@@ -114,7 +114,7 @@ def main(argv):
     names = list(get_scheme(scheme).names)
     files = cohorts.cohort_files(df) + [FLAGS.pretrained]
     outs = {n: os.path.join(out, n) for n in ("lr_sweep.csv", "results.csv", "per_label.csv",
-                                               "confusion_matrix.csv", "confusion_matrix.png")}
+                                              "confusion_matrix.csv", "confusion_matrix.png")}
     checks.check_outputs(outs, files)
 
 
@@ -170,7 +170,7 @@ def main(argv):
         def trial(rate):
             model = finetune(tr, rate, os.path.join(out, "lr_sweep", f"lr_{rate:g}"))
             t = evaluation.evaluate_subjects(model, va, modalities=mods, scheme=scheme,
-                                     views=[FLAGS.view], distances=False, desc="validate")
+                                             views=[FLAGS.view], distances=False, desc="validate")
             return {"val_mean_dice": float(t["dice"].mean())}
 
         rate, sweep = lr_sweep(trial, rates, metric="val_mean_dice", mode="max",
@@ -180,7 +180,7 @@ def main(argv):
     else:
         rate = float(FLAGS.learning_rate)
         evaluation.write_results(pd.DataFrame([{"learning_rate": rate, "val_mean_dice": np.nan,
-                                        "best": True}]), outs["lr_sweep.csv"])
+                                                "best": True}]), outs["lr_sweep.csv"])
     subjects = list(df["subject"])[: FLAGS.folds or len(df)]
     tables, cm = [], np.zeros((k, k), np.int64)
     for i, s in enumerate(subjects):
@@ -191,10 +191,9 @@ def main(argv):
         print(f"fold {i + 1}/{len(subjects)}: leave out {s}")
         model = finetune(train, rate, os.path.join(out, f"fold_{s}"))
         t, preds = evaluation.evaluate_subjects(model, test, modalities=mods, scheme=scheme,
-                                        views=[FLAGS.view], distances=FLAGS.distances,
-                                        desc=f"evaluate {s}", return_predictions=True)
-        y, p = preds[s]
-        cm += confusion_matrix(y, p, num_classes=k)
+                                                views=[FLAGS.view], distances=FLAGS.distances,
+                                                desc=f"evaluate {s}", return_predictions=True)
+        cm += confusion_matrix(preds[s]["reference"], preds[s]["none"], num_classes=k)
         tables.append(t.assign(fold=i + 1, learning_rate=rate))
     table = pd.concat(tables, ignore_index=True)
     evaluation.write_results(table, outs["results.csv"])
@@ -203,11 +202,11 @@ def main(argv):
     per_label = per_label.reset_index()
     evaluation.write_results(per_label, outs["per_label.csv"])
     evaluation.write_results(pd.DataFrame(cm, index=names, columns=names).rename_axis("reference")
-                     .reset_index(), outs["confusion_matrix.csv"])
+                             .reset_index(), outs["confusion_matrix.csv"])
     _confusion_png(cm, names, outs["confusion_matrix.png"],
                    f"QuickNAT fine-tuned ({FLAGS.view}), {len(subjects)} LOO fold(s)")
     evaluation.print_summary(f"two-stage fine-tuning, lr {rate:g}, leave-one-out over "
-                     f"{len(subjects)} subject(s): per-label Dice / precision", per_label)
+                             f"{len(subjects)} subject(s): per-label Dice / precision", per_label)
     print(f"results: {outs['results.csv']}; confusion matrix: {outs['confusion_matrix.png']}")
     print(f"mean Dice: {table['dice'].mean():.4f}")
 

@@ -137,8 +137,8 @@ def main(argv):
                          f"its skull_model {skull_path} no longer exists")
     mask_col = None if skull_path else meta["mask_column"]
     df = aflags.cohort_from_flags(FLAGS, out_dir=out, modalities=(meta["modality"],), label=mask_col,
-                         scheme="tissue4" if mask_col else None, require_age=True,
-                         min_subjects=4)
+                                  scheme="tissue4" if mask_col else None, require_age=True,
+                                  min_subjects=4)
     source = df.attrs.get("source", "cohort")
     if FLAGS.split != "all":
         df = df[df["split"] == FLAGS.split].reset_index(drop=True)
@@ -162,7 +162,7 @@ def main(argv):
     for row, g in progress(list(zip(df.to_dict("records"), groups)), desc="grad-cam",
                            unit="subject"):
         mask = (age_study.predicted_mask(skull_model, row, meta["modality"], meta.get("theta", 6.0),
-                                   meta.get("window", 96)) if skull_model is not None else None)
+                                         meta.get("window", 96)) if skull_model is not None else None)
         x, m = age_study.classifier_input(row, meta["modality"], pad_to, mask, meta["mask_column"])
         probs = np.asarray(model.predict_on_batch(x[None]))[0]
         pred = int(np.argmax(probs))

@@ -116,20 +116,20 @@ def main(argv):
         print(f"[{name}] {len(units)} training unit(s), {epochs} epochs; "
               f"{training.resume_note(run_dir, FLAGS.resume)}")
         model = training.build_segmentation_3d(FLAGS.model, k, len(mods), base_filters=FLAGS.base_filters,
-                                         depth=FLAGS.depth, steps_per_epoch=steps, epochs=epochs,
-                                         learning_rate=FLAGS.learning_rate, strategy=strategy,
-                                         compile_kwargs=config.compile_kwargs())
+                                               depth=FLAGS.depth, steps_per_epoch=steps, epochs=epochs,
+                                               learning_rate=FLAGS.learning_rate, strategy=strategy,
+                                               compile_kwargs=config.compile_kwargs())
         data = training.patch_train_fn(units, patch_size=patch, patches_per_volume=FLAGS.patches_per_volume,
-                                 modalities=mods, scheme=scheme, batch_size=FLAGS.batch_size,
-                                 seed=seed, weights=weights)
+                                       modalities=mods, scheme=scheme, batch_size=FLAGS.batch_size,
+                                       seed=seed, weights=weights)
         fit(model, data, epochs=epochs, out_dir=run_dir, resume=FLAGS.resume, seed=seed,
             steps_per_epoch=steps, tensorboard=FLAGS.tensorboard, strategy=strategy)
         row = {"condition": "Full" if name == "full" else name.capitalize(), "epochs": epochs,
                "units": len(units)}
         for split, edf in evals.items():
             t = evaluation.evaluate_subjects(model, edf, modalities=mods, scheme=scheme, window=patch,
-                                     labels=list(range(k)), distances=FLAGS.distances,
-                                     desc=f"evaluate {name} {split}")
+                                             labels=list(range(k)), distances=FLAGS.distances,
+                                             desc=f"evaluate {name} {split}")
             tables.append(t.assign(condition=name, split=split))
             row[f"{split}_mean_dsc"] = float(t["dice"].mean())
             row[f"{split}_mean_dsc_no_bg"] = float(t.loc[t["label"] != 0, "dice"].mean())
@@ -138,7 +138,7 @@ def main(argv):
     table = pd.DataFrame(rows)
     evaluation.write_results(table, outs["table3.csv"])
     evaluation.print_summary(f"label budgets ({FLAGS.fraction:.3g} of the slices) vs full labels "
-                     "(paper 002 Table 3 layout; DSC averaged over subjects and classes)", table)
+                             "(paper 002 Table 3 layout; DSC averaged over subjects and classes)", table)
     print(f"results: {outs['results.csv']}, {outs['table3.csv']}")
 
 

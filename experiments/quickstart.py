@@ -178,7 +178,7 @@ def main(argv):
     table = pd.concat(tables, ignore_index=True)
     evaluation.write_results(table, os.path.join(out, "results.csv"))
     evaluation.print_summary("held-out subjects, segmented through the SavedModel (input space):", table,
-                  ["subject", "name", "dice", "precision", "hd95_mm", "msd_mm"])
+                             ["subject", "name", "dice", "precision", "hd95_mm", "msd_mm"])
     print(f"results: {os.path.join(out, 'results.csv')}; total {time.time() - t0:.0f} s")
     print(f"mean Dice: {table['dice'].mean():.4f}")
 

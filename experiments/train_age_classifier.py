@@ -119,8 +119,8 @@ def main(argv):
     config = aflags.config_from_flags()
     mask_col = None if FLAGS.skull_model else FLAGS.mask_column
     df = aflags.cohort_from_flags(FLAGS, out_dir=out, modalities=(FLAGS.modality,), label=mask_col,
-                         scheme="tissue4" if mask_col else None, require_age=True,
-                         min_subjects=2)
+                                  scheme="tissue4" if mask_col else None, require_age=True,
+                                  min_subjects=2)
     source = df.attrs.get("source", "cohort")
     train, test = cohorts.require_splits(df, "train", "test")
     val = df[df["split"] == "val"].reset_index(drop=True)
@@ -178,8 +178,8 @@ def main(argv):
         "epochs_trained": int(len(history))}, indent=2))
     evaluation.write_results(table, outputs["results.csv"])
     evaluation.print_summary(f"{FLAGS.model}: age group of {len(test)} test subject(s)", table,
-                      ["subject", "age_months", "true_group_months", "predicted_group_months",
-                       "correct"])
+                             ["subject", "age_months", "true_group_months", "predicted_group_months",
+                              "correct"])
     print(f"results: {outputs['results.csv']}")
     print(f"top-1 accuracy: {float(table['correct'].mean()):.4f}")
 

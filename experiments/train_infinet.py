@@ -181,8 +181,8 @@ def main(argv):
     run_name = {(v, b): v if not FLAGS.bootstrap else f"{v}_b{b:02d}" for v, b in runs}
     results_csv = os.path.join(out, "results.csv")
     checks.check_outputs({"results.csv": results_csv,
-                       **{run_name[r]: os.path.join(out, run_name[r], "model.keras") for r in runs}},
-                      cohorts.cohort_files(df))
+                          **{run_name[r]: os.path.join(out, run_name[r], "model.keras") for r in runs}},
+                         cohorts.cohort_files(df))
 
     from tfneuro.inference import predict_slices
     from tfneuro.metrics.report import evaluation_table
@@ -226,7 +226,7 @@ def main(argv):
                                 sort=False)
     summary = summary[[n for n in names if n in summary.columns]].reset_index()
     evaluation.print_summary(f"{table['model'][0]} ({n_models} network(s) per view): mean Dice over "
-                      f"{len(test)} test subject(s)", summary)
+                             f"{len(test)} test subject(s)", summary)
     final = "aggregated" if len(FLAGS.views) > 1 else FLAGS.views[0]
     print(f"results: {results_csv}")
     print(f"mean Dice ({final}): {table[table['method'] == final]['dice'].mean():.4f}")

@@ -248,7 +248,7 @@ def main(argv):
     _check_flags()
     config = aflags.config_from_flags()
     df = aflags.cohort_from_flags(FLAGS, out_dir=out, modalities=(FLAGS.modality,),
-                         label=FLAGS.label_column, scheme=NEUROCRANIUM, min_subjects=2)
+                                  label=FLAGS.label_column, scheme=NEUROCRANIUM, min_subjects=2)
     train, test = cohorts.require_splits(df, "train", "test")
     results_csv = os.path.join(out, "results.csv")
     checks.check_outputs({"results": results_csv}, cohorts.cohort_files(df))
@@ -271,7 +271,7 @@ def main(argv):
     summary = (table.groupby(["stage", "postprocess"], sort=True)[["dice", "hd95_mm", "msd_mm"]]
                .mean().reset_index())
     evaluation.print_summary(f"NEC-NET neurocranium, {len(test)} test subject(s) (mean over subjects)",
-                      summary)
+                             summary)
     final = table[(table["stage"] == table["stage"].max())
                   & (table["postprocess"] == ("lcc+bridge" if FLAGS.postprocess else "none"))]
     print(f"results: {results_csv}")

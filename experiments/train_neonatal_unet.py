@@ -65,7 +65,7 @@ def age_train_fn(df, *, patch, mods, scheme, seed, augment):
                                modalities=mods, scheme=scheme, augment=augment,
                                batch_size=None, seed=s + i, prefetch=False)
             parts.append(ds.map(lambda x, y, a=age: (x, {"segmentation": y,
-                                                          "age": tf.constant([a], tf.float32)})))
+                                                         "age": tf.constant([a], tf.float32)})))
         mixed = tf.data.Dataset.sample_from_datasets(parts, seed=s, stop_on_empty_dataset=False)
         return mixed.batch(FLAGS.batch_size).prefetch(tf.data.AUTOTUNE)
 
@@ -104,7 +104,7 @@ def main(argv):
     seed = aflags.seed_value()
     out = checks.check_out_dir(FLAGS.out, [FLAGS.cohort] if FLAGS.cohort else [])
     df = aflags.cohort_from_flags(out_dir=out, modalities=mods, label="label", require_age=FLAGS.age_head,
-                        min_subjects=2)
+                                  min_subjects=2)
     from tfneuro.data.cohort import select_split
     from tfneuro.io.labels import get_scheme
 
@@ -170,7 +170,7 @@ def main(argv):
     tables = []
     for split, edf in evals.items():
         t = evaluation.evaluate_subjects(seg_model, edf, modalities=mods, scheme=scheme, window=patch,
-                                 distances=FLAGS.distances, desc=f"evaluate {split}")
+                                         distances=FLAGS.distances, desc=f"evaluate {split}")
         tables.append(t.assign(split=split))
     table = pd.concat(tables, ignore_index=True)
     evaluation.write_results(table, outs["results.csv"])
@@ -178,7 +178,7 @@ def main(argv):
     evaluation.print_summary(f"{name} after {len(hist)} epoch(s): mean over subjects per class", summary)
     if FLAGS.age_head:
         ages = pd.DataFrame(predict_ages(model, pd.concat(list(evals.values())), mods,
-                                             2 ** (FLAGS.depth - 1)))
+                                         2 ** (FLAGS.depth - 1)))
         evaluation.write_results(ages, outs["age.csv"])
         evaluation.print_summary("age (months)", ages)
         print(f"age MAE: {ages['absolute_error'].mean():.2f} months")

@@ -177,11 +177,11 @@ def main(argv):
         training.save_keras_model(model, outputs[f"quicknat_{view}.keras"])
         models[view] = model
         t = evaluation.evaluate_subjects(model, eval_df, modalities=mods, scheme=scheme, label_names=names,
-                                 views=[view], distances=FLAGS.distances, desc=f"evaluate {view}")
+                                         views=[view], distances=FLAGS.distances, desc=f"evaluate {view}")
         tables.append(t.assign(view=view))
     if len(models) > 1:
         t = evaluation.evaluate_subjects(models, eval_df, modalities=mods, scheme=scheme, label_names=names,
-                                 distances=FLAGS.distances, desc="evaluate aggregate")
+                                         distances=FLAGS.distances, desc="evaluate aggregate")
         tables.append(t.assign(view="aggregate"))
     import pandas as pd
 
@@ -189,8 +189,8 @@ def main(argv):
     evaluation.write_results(table, results_csv)
     summary = table.groupby("view", sort=False)[["dice", "precision"]].mean().reset_index()
     evaluation.print_summary(f"QuickNAT pre-training on {FLAGS.aux_labels} labels: mean over "
-                     f"{eval_df['subject'].nunique()} val/test subject(s) and foreground classes",
-                     summary)
+                             f"{eval_df['subject'].nunique()} val/test subject(s) and foreground classes",
+                             summary)
     print(f"results: {results_csv}")
     print(f"models: {', '.join(outputs[f'quicknat_{v}.keras'] for v in FLAGS.views)}")
 

@@ -148,7 +148,7 @@ def main(argv):
     strategy = setup_runtime(config)
     model = _build(strategy, len(names))  # checks --weights (download) before the data work
     df = aflags.cohort_from_flags(FLAGS, out_dir=out, modalities=(FLAGS.modality,), label="label",
-                         min_subjects=2)
+                                  min_subjects=2)
     train, test = cohorts.require_splits(df, "train", "test")
     paths = {n: os.path.join(out, n) for n in ("results.csv", "model.keras")}
     checks.check_outputs(paths, cohorts.cohort_files(df))
@@ -221,7 +221,7 @@ def main(argv):
     cols = [c for c in ("dice", "hd95_mm", "msd_mm") if table[c].notna().any()]
     summary = table.groupby(["postprocess", "name"], sort=False)[cols].mean().reset_index()
     evaluation.print_summary(f"{MODEL} ({FLAGS.modality}, {FLAGS.axis}): mean over {len(test)} test "
-                      f"subject(s)" + (" (MRBrainS grouping)" if regroup else ""), summary)
+                             f"subject(s)" + (" (MRBrainS grouping)" if regroup else ""), summary)
     final = table[table["postprocess"] == FLAGS.postprocess]
     print(f"results: {paths['results.csv']}")
     print(f"mean Dice ({FLAGS.postprocess}): {final['dice'].mean():.4f}")

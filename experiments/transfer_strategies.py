@@ -78,7 +78,7 @@ def main(argv):
     seed = aflags.seed_value()
     out = checks.check_out_dir(FLAGS.out, [p for p in (FLAGS.cohort, FLAGS.pretrained) if p])
     df = aflags.cohort_from_flags(out_dir=out, modalities=mods, label="label", require_age=True,
-                        min_subjects=3)
+                                  min_subjects=3)
     from tfneuro.io.labels import get_scheme
 
     scheme = FLAGS.label_scheme
@@ -120,8 +120,8 @@ def main(argv):
 
     def data(part):
         return training.patch_train_fn(part, patch_size=patch, patches_per_volume=FLAGS.patches_per_volume,
-                                 modalities=mods, scheme=scheme, batch_size=FLAGS.batch_size,
-                                 seed=seed)
+                                       modalities=mods, scheme=scheme, batch_size=FLAGS.batch_size,
+                                       seed=seed)
 
     pretrained = FLAGS.pretrained
     if not pretrained:
@@ -129,10 +129,10 @@ def main(argv):
         print(f"source model: {len(source)} subjects older than {age_split:g} months; "
               f"{training.resume_note(run_dir, FLAGS.resume)}")
         model = training.build_segmentation_3d(FLAGS.model, k, len(mods), base_filters=FLAGS.base_filters,
-                                         depth=FLAGS.depth, steps_per_epoch=steps(len(source)),
-                                         epochs=FLAGS.source_epochs,
-                                         learning_rate=FLAGS.learning_rate, strategy=strategy,
-                                         compile_kwargs=config.compile_kwargs())
+                                               depth=FLAGS.depth, steps_per_epoch=steps(len(source)),
+                                               epochs=FLAGS.source_epochs,
+                                               learning_rate=FLAGS.learning_rate, strategy=strategy,
+                                               compile_kwargs=config.compile_kwargs())
         fit(model, data(source), epochs=FLAGS.source_epochs, out_dir=run_dir,
             resume=FLAGS.resume, seed=seed, steps_per_epoch=steps(len(source)),
             tensorboard=FLAGS.tensorboard, strategy=strategy)
@@ -145,7 +145,7 @@ def main(argv):
             model = training.load_keras_model(pretrained, unsafe=FLAGS.unsafe)
             model = apply_strategy(model, name)
             training.compile_segmentation(model, steps_per_epoch=steps(len(t_train)), epochs=FLAGS.epochs,
-                          learning_rate=FLAGS.learning_rate, compile_kwargs=config.compile_kwargs())
+                                          learning_rate=FLAGS.learning_rate, compile_kwargs=config.compile_kwargs())
         trainable = _count_trainable(model)
         if name != "none":
             run_dir = os.path.join(out, name)
@@ -155,7 +155,7 @@ def main(argv):
                 seed=seed, steps_per_epoch=steps(len(t_train)), tensorboard=FLAGS.tensorboard,
                 strategy=strategy)
         t = evaluation.evaluate_subjects(model, t_eval, modalities=mods, scheme=scheme, window=patch,
-                                 distances=FLAGS.distances, desc=f"evaluate {name}")
+                                         distances=FLAGS.distances, desc=f"evaluate {name}")
         tables.append(t.assign(strategy=name))
         rows.append({"strategy": name, "trainable_params": trainable,
                      "epochs": 0 if name == "none" else FLAGS.epochs,
@@ -165,8 +165,8 @@ def main(argv):
     table = pd.DataFrame(rows)
     evaluation.write_results(table, outs["strategies.csv"])
     evaluation.print_summary(f"transfer strategies: source > {age_split:g} months, target <= "
-                     f"{age_split:g} months ({len(t_train)} train, {len(t_eval)} evaluated); "
-                     "mean Dice over foreground classes", table)
+                             f"{age_split:g} months ({len(t_train)} train, {len(t_eval)} evaluated); "
+                             "mean Dice over foreground classes", table)
     print(f"results: {outs['results.csv']}, {outs['strategies.csv']}")
 
 

@@ -33,7 +33,7 @@ def _path_columns(df) -> list[str]:
 
 def _empty(v) -> bool:
     return v is None or (isinstance(v, float) and np.isnan(v)) or (isinstance(v, str)
-                                                                    and not v.strip())
+                                                                   and not v.strip())
 
 
 def validate_cohort(df: pd.DataFrame, source: str = "cohort") -> pd.DataFrame:

@@ -175,7 +175,7 @@ def nonzero_range(volume: tf.Tensor, axis: int):
 
 
 def predict_slices_in_graph(call, volume: tf.Tensor, axis: int, num_classes: int, *, input_kind: str,
-                   multiple: int = 1, batch_size: int | None = None, skip_empty: bool = True):
+                            multiple: int = 1, batch_size: int | None = None, skip_empty: bool = True):
     """Run a 2D model over all slices of ``volume`` along ``axis``; TensorFlow-only.
 
     The same computation as :func:`tfneuro.inference.slices.predict_slices`: slice ``n`` is

@@ -104,8 +104,8 @@ def spec_of(model) -> ModelSpec | None:
 def input_kind_of(model, input_kind: str | None = None) -> str:
     """How ``model`` takes a volume's channels (one of :data:`INPUT_KINDS`).
 
-    ``input_kind`` when given; else the model's spec; else ``"two_arm"`` for a model with two
-    inputs and ``"channels"`` otherwise.
+    ``input_kind`` when given; else ``"two_arm"`` for a model with two inputs (InfiNet, the
+    two-arm U-Net); else the model's spec; else ``"channels"``.
 
     Raises:
         InputError: an ``input_kind`` that is not one of :data:`INPUT_KINDS`.
@@ -114,10 +114,10 @@ def input_kind_of(model, input_kind: str | None = None) -> str:
         if input_kind not in INPUT_KINDS:
             raise InputError("input_kind", f"must be one of {INPUT_KINDS}, got {input_kind!r}")
         return input_kind
+    if len(getattr(model, "inputs", None) or []) == 2:
+        return "two_arm"
     found = spec_of(model)
-    if found is not None:
-        return found.input_kind
-    return "two_arm" if len(getattr(model, "inputs", None) or []) == 2 else "channels"
+    return found.input_kind if found is not None else "channels"
 
 
 def builder(name: str):
