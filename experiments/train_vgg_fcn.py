@@ -134,7 +134,6 @@ def main(argv):
     if len(argv) > 1:
         raise InputError("command line", f"unexpected arguments {argv[1:]}")
     import numpy as np
-    import pandas as pd
 
     from tfneuro.io.labels import get_scheme
 
@@ -155,14 +154,11 @@ def main(argv):
 
     from tfneuro.data import rgb_slice_dataset
     from tfneuro.data.augment import Compose, RotateScale
-    from tfneuro.data.pipeline import load_subject
     from tfneuro.inference import predict_slices
     from tfneuro.inference.postprocess import clean_slices, postprocess
     from tfneuro.losses import WeightedCrossEntropy
-    from tfneuro.metrics.report import evaluation_table
     from tfneuro.models.vgg_fcn import compute_channel_mean, set_channel_mean
     from tfneuro.training import caffe_equivalent, epoch_seed, fit, make_optimizer
-    from tfneuro.utils.progress import progress
 
     seed = aflags.seed_value(FLAGS)
     pad_to = cohorts.cohort_shape(df, FLAGS.modality, multiple=16)
@@ -198,25 +194,20 @@ def main(argv):
         steps_per_epoch=steps, strategy=strategy, tensorboard=FLAGS.tensorboard)
     save_model(model, paths["model.keras"])
 
-    tables = []
     regroup = "mrbrains13" if FLAGS.mrbrains_grouping else None
-    for row in progress(test.to_dict("records"), desc="evaluate", unit="subject"):
-        x, y, _ = load_subject(row, modalities=(FLAGS.modality,), label="label", scheme=scheme,
-                               normalize="histeq")
+    kw = dict(min_area_mm2=FLAGS.min_area_mm2, min_overlap=FLAGS.min_overlap)
+
+    def cleaned(raw, row):  # paper 004 section 3 post-processing, beside the raw labels
+        if FLAGS.postprocess == "none":
+            return {}
         spacing = voxel_spacing(row[FLAGS.modality])
-        raw = np.argmax(predict_slices(model, x, FLAGS.axis, skip_empty=False), axis=-1)
-        variants = {"none": raw}
-        if FLAGS.postprocess != "none":
-            kw = dict(min_area_mm2=FLAGS.min_area_mm2, min_overlap=FLAGS.min_overlap)
-            variants[FLAGS.postprocess] = (
-                clean_slices(raw, spacing, axis, **kw) if FLAGS.postprocess == "paper004"
-                else postprocess(raw, spacing, axis, **kw))
-        for name, pred in variants.items():
-            t = evaluation_table(y, pred, spacing, subject=row["subject"], scheme=scheme,
-                                 regroup_to=regroup, distances=FLAGS.distances)
-            t.insert(1, "postprocess", name)
-            tables.append(t)
-    table = pd.concat(tables, ignore_index=True)
+        clean = clean_slices if FLAGS.postprocess == "paper004" else postprocess
+        return {FLAGS.postprocess: clean(raw, spacing, axis, **kw)}
+
+    table = evaluation.evaluate_subjects(
+        lambda x, row: predict_slices(model, x, FLAGS.axis, skip_empty=False), test,
+        modalities=(FLAGS.modality,), scheme=scheme, normalize="histeq", postprocess=cleaned,
+        regroup_to=regroup, distances=FLAGS.distances)
     evaluation.write_results(table, paths["results.csv"])
     cols = [c for c in ("dice", "hd95_mm", "msd_mm") if table[c].notna().any()]
     summary = table.groupby(["postprocess", "name"], sort=False)[cols].mean().reset_index()

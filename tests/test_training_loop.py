@@ -14,6 +14,7 @@ import keras
 import tensorflow as tf
 
 from tfneuro.errors import InputError
+from tfneuro.training.callbacks import ProgressBar
 from tfneuro.training import loop, recipes
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -148,7 +149,7 @@ def test_refuses_to_overwrite_and_checks_seed_and_shapes(tmp_path):
 def test_progress_bar_total_from_previous_epoch(monkeypatch):
     """Unknown Keras steps: epoch 1 has no total, later epochs use the previous epoch's count."""
     monkeypatch.setenv("TFNEURO_PROGRESS", "1")  # a real (enabled) tqdm bar
-    cb = loop.ProgressBar(epochs=3)
+    cb = ProgressBar(epochs=3)
     cb.set_params({"steps": None, "epochs": 3})
     cb.on_epoch_begin(0)
     assert cb._bar.total is None

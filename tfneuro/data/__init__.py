@@ -11,7 +11,8 @@ Public names (imported lazily, so ``import tfneuro.data`` does not import Tensor
 - synthetic cohort (:mod:`tfneuro.data.synth`): ``make_cohort``, ``synth_subject``;
 - datasets (TensorFlow-only): ``slice_dataset``, ``rgb_slice_dataset``
   (:mod:`tfneuro.data.slices`), ``patch_dataset`` (:mod:`tfneuro.data.patches`),
-  ``volume_dataset``, ``load_subject`` (:mod:`tfneuro.data.pipeline`);
+  ``volume_dataset``, ``load_subject`` (:mod:`tfneuro.data.pipeline`), all configured by the
+  parameter objects ``VolumeSource`` and ``Batching`` (:mod:`tfneuro.data.options`);
 - augmentation: :mod:`tfneuro.data.augment` (``Compose`` and stages).
 Label budgets live in :mod:`tfneuro.data.budget`.
 """
@@ -39,6 +40,8 @@ _EXPORTS = {
     "rgb_slice_dataset": "slices",
     "volume_to_slices": "slices",
     "patch_dataset": "patches",
+    "VolumeSource": "options",
+    "Batching": "options",
     "volume_dataset": "pipeline",
     "load_subject": "pipeline",
     "Compose": "augment",

@@ -16,6 +16,7 @@ import numpy as np
 
 from tfneuro.data import pipeline
 from tfneuro.data.augment import pad_to_shape
+from tfneuro.data.options import Batching, VolumeSource, split_options
 from tfneuro.errors import InputError
 
 CROPS = ("nonzero", "foreground", None)
@@ -85,67 +86,48 @@ def sample_patches(x, y, w, patch_size, n, rng, class_balanced=True, class_probs
 
 
 def patch_dataset(cohort, *, patch_size=(96, 96, 96), patches_per_volume: int = 4,
-                  modalities=("t1",), label="label", weights=None, scheme=None,
-                  normalize="zscore", crop_to="nonzero", class_balanced: bool = True,
-                  class_probs=None, two_arm: bool = False, augment=None, split=None,
-                  shuffle: bool = True, shuffle_buffer: int = 16, batch_size: int | None = None,
-                  drop_remainder: bool = False, cache=False, seed: int | None = 0,
-                  num_parallel_calls=None, prefetch: bool = True):
+                  crop_to="nonzero", class_balanced: bool = True, class_probs=None,
+                  two_arm: bool = False, augment=None, source: VolumeSource | None = None,
+                  batching: Batching | None = None, **fields):
     """Random 3D patches (paper 002), ``patches_per_volume`` per decoded volume per epoch.
 
     TensorFlow-only (tf.data). Elements: ``x [*patch_size, C]`` float32, ``y [*patch_size]``
-    int32, with ``weights`` also ``w [*patch_size]`` float32 (shapes fully known).
+    int32, with weights also ``w [*patch_size]`` float32 (shapes fully known).
 
     Args:
         cohort: DataFrame or CSV path.
         patch_size: spatial patch size (paper 000 / 002 use 96^3 windows).
         patches_per_volume: patches cut from each volume per epoch.
-        modalities, label, weights, scheme, normalize: as in
-            :func:`tfneuro.data.slices.slice_dataset`.
         crop_to: "nonzero" (paper 002's bounding box of non-zero voxels), "foreground"
             (label > 0) or None; applied before augmentation.
         class_balanced: class-balanced patch centres (see module doc); else uniform.
         class_probs: optional dict class id -> relative probability of being the centre.
         two_arm: x as ``(t1, t2)``.
         augment: :class:`tfneuro.data.augment.Compose` applied to the cropped volume.
-        split, shuffle, shuffle_buffer, batch_size, drop_remainder, cache, seed,
-            num_parallel_calls, prefetch: as in :func:`tfneuro.data.slices.slice_dataset`.
+        source, batching, **fields: as in :func:`tfneuro.data.slices.slice_dataset` (the
+            default shuffle buffer here is 16 patches).
 
     Returns:
         tf.data.Dataset of ``(x, y)`` or ``(x, y, w)``.
     """
-    import tensorflow as tf
-
-    modalities = tuple(modalities)
-    pipeline._check_two_arm(two_arm, modalities)
+    source, batching = split_options(source, batching, fields, shuffle_buffer=16)
     if crop_to not in CROPS:
         raise InputError("crop_to", f"{crop_to!r}: use one of {list(CROPS)}")
     p = tuple(int(s) for s in (patch_size if not np.isscalar(patch_size)
                                else (patch_size,) * 3))
     if len(p) != 3 or min(p) < 1:
         raise InputError("patch_size", f"{patch_size}: need three positive sizes")
-    if int(patches_per_volume) < 1:
+    n = int(patches_per_volume)
+    if n < 1:
         raise InputError("patches_per_volume", f"{patches_per_volume}: need >= 1")
-    rows = pipeline.prepare_rows(cohort, split, modalities, label)
-    npc = num_parallel_calls or tf.data.AUTOTUNE
-    ds = pipeline.decoded_volumes(rows, modalities=modalities, label=label, weights=weights,
-                                  scheme=scheme, normalize=normalize, pad_to=None,
-                                  multiple=None, shuffle=shuffle, seed=seed, cache=cache,
-                                  num_parallel_calls=npc)
-    ds = pipeline.with_seeds(ds, seed)
-    c = len(modalities)
+    ds = pipeline.decoded_volumes(cohort, source, batching, two_arm=two_arm)
 
     def _cut(x, y, w, rng):
         x, y, w = bbox_crop(x, y, w, crop_to)
         if augment is not None:
             x, y, w = augment(x, y, w, rng=rng)
-        return sample_patches(x, y, w, p, int(patches_per_volume), rng, class_balanced,
-                              class_probs)
+        return sample_patches(x, y, w, p, n, rng, class_balanced, class_probs)
 
-    n = int(patches_per_volume)
-    ds = pipeline.cut_volumes(ds, _cut, (n,) + p + (c,), (n,) + p, num_parallel_calls=npc,
-                              seed=seed)
-    return pipeline.finish(ds, has_weights=weights is not None, two_arm=two_arm,
-                           batch_size=batch_size, shuffle=shuffle,
-                           shuffle_buffer=shuffle_buffer, seed=seed, prefetch=prefetch,
-                           drop_remainder=drop_remainder)
+    c = len(source.modalities)
+    ds = pipeline.cut_volumes(ds, _cut, (n,) + p + (c,), (n,) + p, batching)
+    return pipeline.finish(ds, source, batching, two_arm=two_arm)

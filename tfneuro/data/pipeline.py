@@ -13,10 +13,13 @@ same shape); conform them first (``tfneuro.io.conform``) or pass ``pad_to``/``mu
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from tfneuro.data.augment import pad_to_shape
 from tfneuro.data.cohort import as_cohort, select_split
+from tfneuro.data.options import Batching, VolumeSource, split_options
 from tfneuro.errors import InputError
 
 NORMALIZERS = ("zscore", "minmax", "histeq", None)
@@ -106,8 +109,9 @@ def fit_shape(x, y, w, pad_to=None, multiple=None):
     return x, y, w
 
 
-def prepare_rows(cohort, split=None, modalities=("t1",), label="label") -> list[dict]:
-    """Validated cohort rows as dicts (one split if given); checks the columns exist."""
+def prepare_rows(cohort, source: VolumeSource) -> list[dict]:
+    """Validated cohort rows as dicts (``source.split`` only, if given); checks the columns."""
+    split, modalities, label = source.split, source.modalities, source.label
     df = select_split(cohort, split) if split is not None else as_cohort(cohort)
     if df.empty:
         raise InputError(df.attrs.get("source", "cohort"), f"no subjects (split={split!r})")
@@ -119,8 +123,8 @@ def prepare_rows(cohort, split=None, modalities=("t1",), label="label") -> list[
     return df.to_dict("records")
 
 
-def decoded_volumes(rows, *, modalities, label, weights, scheme, normalize, pad_to, multiple,
-                    shuffle, seed, cache, num_parallel_calls):
+def decoded_volumes(cohort, source: VolumeSource, batching: Batching, *, two_arm: bool = False,
+                    pad_to=None, multiple=None):
     """tf.data.Dataset of decoded volumes ``(x, y, w)``, one py_function call per subject.
 
     Shuffling is of whole subjects: before decoding without cache, after the cache with it
@@ -128,13 +132,18 @@ def decoded_volumes(rows, *, modalities, label, weights, scheme, normalize, pad_
     """
     import tensorflow as tf
 
+    if two_arm and len(source.modalities) != 2:
+        raise InputError("two_arm", f"needs exactly two modalities (t1, t2), got {source.modalities}")
+    rows = prepare_rows(cohort, source)
     n = len(rows)
-    c = len(modalities)
+    c = len(source.modalities)
     known = tuple(int(s) for s in pad_to) if pad_to is not None else (None, None, None)
+    shuffle, seed, cache = batching.shuffle, batching.seed, source.cache
 
     def _load(i):
         # a global name, looked up at call time (tests replace it to count the calls)
-        x, y, w = load_subject(rows[int(i)], modalities, label, weights, scheme, normalize)
+        x, y, w = load_subject(rows[int(i)], source.modalities, source.label, source.weights,
+                               source.scheme, source.normalize)
         return fit_shape(x, y, w, pad_to, multiple)
 
     def load(i):
@@ -145,7 +154,8 @@ def decoded_volumes(rows, *, modalities, label, weights, scheme, normalize, pad_
     ds = tf.data.Dataset.range(n)
     if shuffle and not cache:
         ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
-    ds = ds.map(load, num_parallel_calls=num_parallel_calls, deterministic=seed is not None)
+    ds = ds.map(load, num_parallel_calls=batching.num_parallel_calls or tf.data.AUTOTUNE,
+                deterministic=seed is not None)
     if cache:
         ds = ds.cache() if cache is True else ds.cache(str(cache))
         if shuffle:
@@ -153,16 +163,9 @@ def decoded_volumes(rows, *, modalities, label, weights, scheme, normalize, pad_
     return ds
 
 
-def with_seeds(ds, seed):
-    """Zip each element with an int64 seed that changes every epoch (reproducible from seed)."""
-    import tensorflow as tf
-
-    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
-    return tf.data.Dataset.zip((ds, seeds))
-
-
-def cut_volumes(ds, fn, x_shape, y_shape, *, num_parallel_calls, seed):
-    """Map each seeded decoded volume ``((x, y, w), seed)`` through the numpy function
+def cut_volumes(ds, fn, x_shape, y_shape, batching: Batching):
+    """Map each decoded volume ``(x, y, w)`` with a seed that changes every epoch
+    (reproducible from ``batching.seed``) through the numpy function
     ``fn(x, y, w, rng) -> (xs [N,...], ys, ws)`` in a ``tf.py_function``, declare the shapes
     (``x_shape`` / ``y_shape`` with a leading N) and ``unbatch`` into single elements."""
     import tensorflow as tf
@@ -176,23 +179,26 @@ def cut_volumes(ds, fn, x_shape, y_shape, *, num_parallel_calls, seed):
         return (tf.ensure_shape(xs, x_shape), tf.ensure_shape(ys, y_shape),
                 tf.ensure_shape(ws, y_shape))
 
-    return ds.map(cut, num_parallel_calls=num_parallel_calls,
-                  deterministic=seed is not None).unbatch()
+    seeds = tf.data.Dataset.random(seed=batching.seed, rerandomize_each_iteration=True)
+    return tf.data.Dataset.zip((ds, seeds)).map(
+        cut, num_parallel_calls=batching.num_parallel_calls or tf.data.AUTOTUNE,
+        deterministic=batching.seed is not None).unbatch()
 
 
-def finish(ds, *, has_weights, two_arm, batch_size, shuffle, shuffle_buffer, seed, prefetch,
-           drop_remainder=False):
+def finish(ds, source: VolumeSource, batching: Batching, *, two_arm: bool = False):
     """Drop w when unused, split x into (t1, t2) arms, shuffle, batch, prefetch."""
     import tensorflow as tf
 
-    if shuffle and shuffle_buffer and shuffle_buffer > 1:
-        ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-    if batch_size:
+    b = batching
+    if b.shuffle and b.shuffle_buffer and b.shuffle_buffer > 1:
+        ds = ds.shuffle(b.shuffle_buffer, seed=b.seed, reshuffle_each_iteration=True)
+    if b.batch_size:
         spec = ds.element_spec
         if all(s.shape.is_fully_defined() for s in spec):
-            ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+            ds = ds.batch(b.batch_size, drop_remainder=b.drop_remainder)
         else:
-            ds = ds.padded_batch(batch_size, drop_remainder=drop_remainder)
+            ds = ds.padded_batch(b.batch_size, drop_remainder=b.drop_remainder)
+    has_weights = source.weights is not None
 
     def arrange(x, y, w):
         if two_arm:
@@ -200,48 +206,32 @@ def finish(ds, *, has_weights, two_arm, batch_size, shuffle, shuffle_buffer, see
         return (x, y, w) if has_weights else (x, y)
 
     ds = ds.map(arrange, num_parallel_calls=tf.data.AUTOTUNE)
-    if prefetch:
+    if b.prefetch:
         ds = ds.prefetch(tf.data.AUTOTUNE)
     return ds
 
 
-def volume_dataset(cohort, *, modalities=("t1",), label="label", weights=None, scheme=None,
-                   normalize="zscore", pad_to=None, multiple=None, two_arm=False, split=None,
-                   batch_size=None, cache=False, num_parallel_calls=None, prefetch=True):
+def volume_dataset(cohort, *, pad_to=None, multiple=None, two_arm: bool = False,
+                   source: VolumeSource | None = None, batching: Batching | None = None,
+                   **fields):
     """Whole volumes for evaluation, in cohort order (no shuffling, no augmentation).
 
-    TensorFlow-only (tf.data). Elements: ``(x [X,Y,Z,C], y [X,Y,Z])`` or with ``weights``
+    TensorFlow-only (tf.data). Elements: ``(x [X,Y,Z,C], y [X,Y,Z])`` or with weights
     ``(x, y, w)``; ``two_arm=True`` (two modalities) gives ``x = (t1 [..,1], t2 [..,1])``.
 
     Args:
         cohort: DataFrame or CSV path.
-        modalities: cohort columns stacked as channels.
-        label: label column (``None``: y is zeros).
-        weights: see :func:`load_subject`.
-        scheme: label scheme name for remapping raw label values.
-        normalize: "zscore", "minmax", "histeq" or None.
         pad_to: fixed spatial shape (centre pad/crop), else sizes vary per subject.
         multiple: zero-pad each axis to a multiple of this.
         two_arm: split the two modalities into a tuple (InfiNet).
-        split: only rows of this split (or list of splits).
-        batch_size: batch (padded_batch when shapes vary); ``None`` for unbatched.
-        cache: keep decoded volumes in memory (True) or in a cache file (a path).
-        num_parallel_calls: parallel decoding (default AUTOTUNE).
-        prefetch: prefetch with AUTOTUNE.
+        source: what each subject contributes (:class:`~tfneuro.data.VolumeSource`).
+        batching: :class:`~tfneuro.data.Batching` (``batch_size``: ``padded_batch`` when
+            shapes vary; shuffling is always off here).
+        **fields: fields of ``source`` or ``batching`` (e.g. ``modalities=("t1", "t2")``,
+            ``batch_size=2``).
     """
-    import tensorflow as tf
-
-    modalities = tuple(modalities)
-    _check_two_arm(two_arm, modalities)
-    rows = prepare_rows(cohort, split, modalities, label)
-    ds = decoded_volumes(rows, modalities=modalities, label=label, weights=weights,
-                         scheme=scheme, normalize=normalize, pad_to=pad_to, multiple=multiple,
-                         shuffle=False, seed=0, cache=cache,
-                         num_parallel_calls=num_parallel_calls or tf.data.AUTOTUNE)
-    return finish(ds, has_weights=weights is not None, two_arm=two_arm, batch_size=batch_size,
-                  shuffle=False, shuffle_buffer=0, seed=0, prefetch=prefetch)
-
-
-def _check_two_arm(two_arm, modalities):
-    if two_arm and len(modalities) != 2:
-        raise InputError("two_arm", f"needs exactly two modalities (t1, t2), got {modalities}")
+    source, batching = split_options(source, batching, fields, shuffle_buffer=0)
+    batching = dataclasses.replace(batching, shuffle=False)
+    ds = decoded_volumes(cohort, source, batching, two_arm=two_arm, pad_to=pad_to,
+                         multiple=multiple)
+    return finish(ds, source, batching, two_arm=two_arm)

@@ -5,11 +5,12 @@ The one loop every experiment shares (``predict -> labels -> table``):
 1. load the subject's normalised volume and reference labels
    (:func:`tfneuro.data.pipeline.load_subject`);
 2. class probabilities from the model (:func:`tfneuro.inference.predict_volume`: slice models
-   with view aggregation, or the 3D sliding window), or from any ``predict(x, row)`` callable;
+   with view aggregation, or the 3D sliding window), or from any ``predict(x, row)`` callable
+   (which may also return labels, or several named predictions at once);
 3. labels = argmax; an optional ``postprocess(labels, row)`` hook returns further named
    variants (e.g. paper 004's slice cleaning, NEC-NET's largest component + bridging);
 4. Dice, precision, HD95 and MSD per class (:func:`tfneuro.metrics.evaluation_table`) for the
-   raw labels and every variant, in one table with a ``postprocess`` column.
+   raw labels and every variant, in one table with a column naming the variant.
 """
 
 from __future__ import annotations
@@ -31,22 +32,24 @@ __all__ = ["evaluate_subjects", "mean_foreground_dice", "write_results", "print_
 
 def evaluate_subjects(model, df: pd.DataFrame, *, modalities=("t1",), label="label",
                       scheme="tissue4", normalize="zscore", views=None, window=(96, 96, 96),
-                      postprocess=None, desc: str = "evaluate", return_predictions: bool = False,
-                      **scoring):
+                      postprocess=None, variant_column: str = "postprocess",
+                      desc: str = "evaluate", return_predictions: bool = False, **scoring):
     """Predict every subject of ``df`` and tabulate Dice/precision/HD95/MSD per class.
 
     Args:
         model: a Keras model, a dict ``{view: 2D model}``, or a callable
-            ``predict(x, row) -> probabilities [X, Y, Z, K]`` (``x`` the normalised volume,
-            ``row`` the cohort row).
+            ``predict(x, row)`` (``x`` the normalised volume, ``row`` the cohort row) returning
+            probabilities ``[X, Y, Z, K]``, labels ``[X, Y, Z]``, or a dict ``{variant: either}``
+            of several predictions (each scored, named in ``variant_column``).
         df: the subjects (cohort rows).
         modalities, label, normalize: what :func:`~tfneuro.data.pipeline.load_subject` reads.
         scheme: label scheme used to remap the label files (``None``: stored values) and to
             name the classes, unless ``label_names`` (a list) is given.
         views, window: for Keras models, as :func:`tfneuro.inference.predict_volume`.
         postprocess: ``postprocess(labels, row) -> {variant: labels}``; each variant is scored
-            beside the raw argmax (``postprocess`` column: ``"none"`` and the variants' names).
-            Without it the table has no ``postprocess`` column.
+            beside the raw argmax (``variant_column``: ``"none"`` and the variants' names).
+            Without it (and without a dict from ``predict``) the table has no such column.
+        variant_column: name of the column naming the variant.
         desc: progress-bar label.
         return_predictions: also return ``{subject: {"reference": y, "none": labels,
             <variant>: labels, ...}}``.
@@ -65,19 +68,28 @@ def evaluate_subjects(model, df: pd.DataFrame, *, modalities=("t1",), label="lab
     for row in progress(df.to_dict("records"), desc=desc, unit="subject"):
         x, y, _ = load_subject(row, modalities=modalities, label=label, scheme=scheme,
                                normalize=normalize)
-        raw = np.argmax(predict(x, row), axis=-1).astype(np.int32)
-        variants = {"none": raw, **(postprocess(raw, row) if postprocess else {})}
+        out = predict(x, row)
+        named = isinstance(out, dict)
+        variants = {k: _labels(v, y.ndim) for k, v in (out if named else {"none": out}).items()}
+        if postprocess:
+            variants.update(postprocess(variants["none"], row))
         spacing = voxel_spacing(row[modalities[0]])
         for variant, pred in variants.items():
             t = evaluation_table(y, pred, spacing, subject=row["subject"],
                                  scheme=list(names) if names else scheme, **scoring)
-            if postprocess:
-                t.insert(1, "postprocess", variant)
+            if postprocess or named:
+                t.insert(1, variant_column, variant)
             tables.append(t)
         if return_predictions:
             preds[row["subject"]] = {"reference": y, **variants}
     table = pd.concat(tables, ignore_index=True)
     return (table, preds) if return_predictions else table
+
+
+def _labels(prediction, ndim: int) -> np.ndarray:
+    """Class ids from probabilities (argmax over the last axis) or from labels as they are."""
+    p = np.asarray(prediction)
+    return (np.argmax(p, axis=-1) if p.ndim == ndim + 1 else p).astype(np.int32)
 
 
 def mean_foreground_dice(table: pd.DataFrame) -> float:

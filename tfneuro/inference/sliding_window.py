@@ -43,6 +43,7 @@ import itertools
 import numpy as np
 
 from tfneuro.errors import InputError
+from tfneuro.inference import memory
 from tfneuro.utils.progress import progress
 
 _BLENDS = ("gaussian", "constant")
@@ -138,6 +139,43 @@ def sliding_window_predict(model, volume, window=(96, 96, 96), overlap=0.5, blen
         float32 array ``[X, Y, Z, K]``: blended probabilities (see the module docstring for
         skipped regions).
     """
+    volume, window, batch_size = _check_args(volume, window, overlap, blend, batch_size,
+                                             sigma_scale)
+
+    def _estimate():
+        k = int(num_classes or _static_classes(model) or 2)
+        return memory.estimate_sliding_window_bytes(model, volume.shape, window,
+                                                    batch_size=batch_size, num_classes=k,
+                                                    input_dtype=volume.dtype)
+
+    memory.check_memory(_estimate, memory_budget,
+                        what=f"sliding-window inference on a {'x'.join(map(str, volume.shape))} volume",
+                        advice=memory.sliding_window_advice(batch_size, window))
+    shape = volume.shape[:3]
+    padded = tuple(max(s, w) for s, w in zip(shape, window))
+    before = tuple((p - s) // 2 for p, s in zip(padded, shape))
+    vol = volume
+    if padded != shape:
+        pad = [(b, p - s - b) for b, p, s in zip(before, padded, shape)] + [(0, 0)]
+        vol = np.pad(volume, pad, mode="constant")
+    corners = _corners(vol, window, overlap, skip_empty)
+    out, weight = _accumulate(model, vol, corners, window, batch_size,
+                              importance_map(window, blend, sigma_scale), output_key)
+    if out is None:  # every window skipped: all background
+        num_classes = num_classes or _static_classes(model)
+        if num_classes is None:
+            raise InputError("num_classes", "every window was empty; pass num_classes")
+        out = np.zeros((*padded, int(num_classes)), dtype=np.float32)
+        weight = np.zeros(padded, dtype=np.float32)
+    covered = weight > 0
+    np.divide(out, weight[..., None], out=out, where=covered[..., None])
+    out[~covered] = 0.0
+    out[~covered, 0] = 1.0
+    crop = tuple(slice(b, b + s) for b, s in zip(before, shape))
+    return out[crop]
+
+
+def _check_args(volume, window, overlap, blend, batch_size, sigma_scale):
     volume = np.asarray(volume)
     if volume.ndim == 3:
         volume = volume[..., None]
@@ -159,54 +197,38 @@ def sliding_window_predict(model, volume, window=(96, 96, 96), overlap=0.5, blen
         raise InputError("batch_size", f"must be >= 1, got {batch_size!r}")
     if blend == "gaussian" and not float(sigma_scale) > 0:
         raise InputError("sigma_scale", f"must be > 0, got {sigma_scale!r}")
-    batch_size = int(batch_size)
-    from tfneuro.inference import memory
+    return volume, window, int(batch_size)
 
-    def _estimate():
-        try:
-            k = int(num_classes or model.outputs[0].shape[-1])
-        except (AttributeError, IndexError, TypeError):
-            k = 2
-        return memory.estimate_sliding_window_bytes(model, volume.shape, window,
-                                                    batch_size=batch_size, num_classes=k,
-                                                    input_dtype=volume.dtype)
 
-    memory.check_memory(_estimate, memory_budget,
-                        what=f"sliding-window inference on a {'x'.join(map(str, volume.shape))} volume",
-                        advice=memory.sliding_window_advice(batch_size, window))
+def _static_classes(model):
+    """K from the model's (first) symbolic output, or None when it does not say."""
+    try:
+        outputs = model.outputs
+        out = outputs[0] if isinstance(outputs, (list, tuple)) else outputs
+        return int(out.shape[-1]) if out.shape[-1] else None
+    except (AttributeError, IndexError, TypeError, ValueError):
+        return None
 
-    shape = volume.shape[:3]
-    channels = volume.shape[3]
-    padded = tuple(max(s, w) for s, w in zip(shape, window))
-    before = tuple((p - s) // 2 for p, s in zip(padded, shape))
-    if padded != shape:
-        pad = [(b, p - s - b) for b, p, s in zip(before, padded, shape)] + [(0, 0)]
-        vol = np.pad(volume, pad, mode="constant")
-    else:
-        vol = volume
 
-    starts = [window_starts(p, w, overlap) for p, w in zip(padded, window)]
+def _corners(vol, window, overlap, skip_empty) -> list:
+    """Window start corners over the padded volume; with ``skip_empty`` only windows that
+    reach into the nonzero bounding box."""
+    starts = [window_starts(p, w, overlap) for p, w in zip(vol.shape[:3], window)]
     corners = list(itertools.product(*starts))
-    if skip_empty:
-        bbox = _nonzero_bbox(vol)
-        if bbox is None:
-            corners = []
-        else:
-            lo, hi = bbox
-            corners = [c for c in corners
-                       if all(c[a] < hi[a] and c[a] + window[a] > lo[a] for a in range(3))]
+    if not skip_empty:
+        return corners
+    bbox = _nonzero_bbox(vol)
+    if bbox is None:
+        return []
+    lo, hi = bbox
+    return [c for c in corners if all(c[a] < hi[a] and c[a] + window[a] > lo[a] for a in range(3))]
 
-    imp = importance_map(window, blend, sigma_scale)
+
+def _accumulate(model, vol, corners, window, batch_size, imp, output_key):
+    """Importance-weighted sums of the windows' probabilities and of the weights over the
+    padded volume (``(None, None)`` when there is no window)."""
     out = weight = None
-    if num_classes is None:
-        try:  # functional models know K statically; subclassed ones may not
-            shape_out = model.output_shape
-            if isinstance(shape_out, tuple) and shape_out and shape_out[-1]:
-                num_classes = int(shape_out[-1])
-        except (AttributeError, ValueError, TypeError):
-            num_classes = None
-
-    batch = np.zeros((batch_size, *window, channels), dtype=np.float32)
+    batch = np.zeros((batch_size, *window, vol.shape[3]), dtype=np.float32)
     for i in progress(range(0, len(corners), batch_size), desc="sliding window",
                       total=-(-len(corners) // batch_size), unit="batch"):
         chunk = corners[i:i + batch_size]
@@ -218,22 +240,11 @@ def sliding_window_predict(model, volume, window=(96, 96, 96), overlap=0.5, blen
             raise InputError("window", f"the model returned spatial shape {pred.shape[1:4]} for "
                                        f"window {window}; choose a window the model preserves")
         if out is None:
-            out = np.zeros((*padded, pred.shape[-1]), dtype=np.float32)
-            weight = np.zeros(padded, dtype=np.float32)
+            out = np.zeros((*vol.shape[:3], pred.shape[-1]), dtype=np.float32)
+            weight = np.zeros(vol.shape[:3], dtype=np.float32)
         for j, c in enumerate(chunk):
             sl = (slice(c[0], c[0] + window[0]), slice(c[1], c[1] + window[1]),
                   slice(c[2], c[2] + window[2]))
             out[sl] += pred[j] * imp[..., None]
             weight[sl] += imp
-
-    if out is None:  # every window skipped: all background
-        if num_classes is None:
-            raise InputError("num_classes", "every window was empty; pass num_classes")
-        out = np.zeros((*padded, int(num_classes)), dtype=np.float32)
-        weight = np.zeros(padded, dtype=np.float32)
-    covered = weight > 0
-    np.divide(out, weight[..., None], out=out, where=covered[..., None])
-    out[~covered] = 0.0
-    out[~covered, 0] = 1.0
-    crop = tuple(slice(b, b + s) for b, s in zip(before, shape))
-    return out[crop]
+    return out, weight

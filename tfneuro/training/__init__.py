@@ -38,7 +38,9 @@ _EXPORTS = {
     "latest_checkpoint": "loop",
     "list_checkpoints": "loop",
     "resume_note": "loop",
-    "ProgressBar": "loop",
+    "FitOptions": "loop",
+    "ProgressBar": "callbacks",
+    "EpochScalars": "callbacks",
     # transfer.py
     "apply_strategy": "transfer",
     "replace_classifier": "transfer",

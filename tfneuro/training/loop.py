@@ -37,6 +37,7 @@ everything that determines epoch ``e`` is either restored or a function of ``(se
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import re
@@ -46,12 +47,12 @@ import keras
 import numpy as np
 
 from tfneuro.errors import InputError
+from tfneuro.training.callbacks import ProgressBar, tensorboard_callback
+from tfneuro.training.runtime import is_chief
 from tfneuro.utils.atomic import atomic_path
-from tfneuro.utils.progress import progress
 
-__all__ = ["fit", "epoch_seed", "save_checkpoint", "restore_checkpoint", "latest_checkpoint",
-           "list_checkpoints", "resume_note", "ProgressBar", "EpochScalars",
-           "tensorboard_callback"]
+__all__ = ["fit", "FitOptions", "epoch_seed", "save_checkpoint", "restore_checkpoint",
+           "latest_checkpoint", "list_checkpoints", "resume_note"]
 
 _CKPT_RE = re.compile(r"^epoch-(\d{6})$")
 _FORMAT = 1
@@ -192,107 +193,6 @@ def restore_checkpoint(model, path) -> dict:
     return state
 
 
-class ProgressBar(keras.callbacks.Callback):
-    """Per-epoch tqdm bar (``tfneuro.utils.progress``) showing ``epoch e/E`` and the loss.
-
-    The bar's total is Keras' ``steps`` (``steps_per_epoch`` or a dataset of known cardinality);
-    when Keras does not know it (``py_function`` pipelines of unknown length), the number of
-    batches of the previous epoch is used from the second epoch on (the first has no total).
-
-    Args:
-        epochs: total epochs of the run (shown as ``e/E``).
-    """
-
-    def __init__(self, epochs: int):
-        super().__init__()
-        self.epochs = epochs
-        self._bar = None
-        self._batches = 0  # batches seen in the current epoch
-        self._last_steps = None
-
-    def on_epoch_begin(self, epoch, logs=None):
-        total = self.params.get("steps") or self._last_steps
-        self._batches = 0
-        self._bar = progress(total=total, desc=f"epoch {epoch + 1}/"
-                             f"{self.epochs}", unit="batch")
-
-    def on_train_batch_end(self, batch, logs=None):
-        self._batches += 1
-        if self._bar is not None:
-            self._bar.update(1)
-            if logs and "loss" in logs:
-                self._bar.set_postfix(loss=f"{float(logs['loss']):.4f}", refresh=False)
-
-    def on_epoch_end(self, epoch, logs=None):
-        if self._bar is not None:
-            if logs:
-                self._bar.set_postfix({k: f"{float(v):.4f}" for k, v in logs.items()
-                                       if np.ndim(v) == 0}, refresh=False)
-            self._last_steps = self._batches or None
-            self._bar.close()
-            self._bar = None
-
-
-class EpochScalars(keras.callbacks.Callback):
-    """Per-epoch scalars (losses, metrics, learning rate) as TensorBoard event files.
-
-    Written with ``tf.summary.write`` and the ``scalars`` plugin metadata, which needs only
-    TensorFlow: the ``tensorboard`` package (required by ``keras.callbacks.TensorBoard``)
-    is not always installed. Training logs go to ``log_dir/train``, ``val_*`` logs to
-    ``log_dir/validation``, as Keras' TensorBoard callback does.
-
-    Args:
-        log_dir: directory of the event files.
-    """
-
-    def __init__(self, log_dir):
-        super().__init__()
-        self.log_dir = os.fspath(log_dir)
-        self._writers = {}
-
-    def _writer(self, name):
-        import tensorflow as tf
-
-        if name not in self._writers:
-            self._writers[name] = tf.summary.create_file_writer(
-                os.path.join(self.log_dir, name))
-        return self._writers[name]
-
-    def on_epoch_end(self, epoch, logs=None):
-        import tensorflow as tf
-
-        meta = tf.compat.v1.SummaryMetadata(
-            plugin_data=tf.compat.v1.SummaryMetadata.PluginData(plugin_name="scalars"))
-        logs = dict(logs or {})
-        opt = getattr(self.model, "optimizer", None)
-        if opt is not None:
-            logs.setdefault("learning_rate", float(np.asarray(opt.learning_rate)))
-        for key, value in logs.items():
-            if np.ndim(value) != 0:
-                continue
-            split, tag = ("validation", key[4:]) if key.startswith("val_") else ("train", key)
-            with self._writer(split).as_default():
-                tf.summary.write(f"epoch_{tag}", tf.constant(float(value), tf.float32),
-                                 step=epoch, metadata=meta)
-        for w in self._writers.values():
-            w.flush()
-
-    def on_train_end(self, logs=None):
-        for w in self._writers.values():
-            w.close()
-        self._writers = {}
-
-
-def tensorboard_callback(log_dir):
-    """``keras.callbacks.TensorBoard`` when the ``tensorboard`` package is installed, else
-    :class:`EpochScalars` (same directory layout, epoch scalars only)."""
-    try:
-        import tensorboard  # noqa: F401
-    except ImportError:
-        return EpochScalars(log_dir)
-    return keras.callbacks.TensorBoard(os.fspath(log_dir), write_graph=False)
-
-
 def _trim_csv(path, start_epoch: int):
     """Drop CSV rows of epochs >= start_epoch (written before a crash, not checkpointed)."""
     if not os.path.isfile(path):
@@ -310,21 +210,11 @@ def _trim_csv(path, start_epoch: int):
             table.to_csv(tmp, index=False)
 
 
-def fit(model, train_ds, val_ds=None, *, epochs: int, out_dir, resume: bool = False,
-        seed: int | None = None, steps_per_epoch: int | None = None,
-        validation_steps: int | None = None, callbacks=(), keep_checkpoints: int = 2,
-        tensorboard: bool = True, csv_log: bool = True, progress_bar: bool = True,
-        strategy=None, class_weight=None):
-    """Train ``model`` epoch by epoch with a checkpoint after every epoch.
+@dataclasses.dataclass(frozen=True)
+class FitOptions:
+    """How :func:`fit` runs, besides the model, the data, the epochs and the run directory.
 
-    Args:
-        model: a compiled Keras model (compile it in ``strategy.scope()`` when distributing).
-        train_ds: a dataset/iterable for ``model.fit``, or a callable ``train_ds(epoch)``
-            returning the dataset of that epoch (needed for bit-exact resumption; see the
-            module docstring and :func:`epoch_seed`).
-        val_ds: validation data (or callable of the epoch), or ``None``.
-        epochs: total number of epochs (including those already done when resuming).
-        out_dir: run directory for checkpoints and logs.
+    Attributes:
         resume: continue from the last complete checkpoint in ``out_dir`` (from scratch if
             there is none). Without ``resume``, an ``out_dir`` that already holds
             checkpoints is refused, so no run is overwritten by accident.
@@ -341,6 +231,35 @@ def fit(model, train_ds, val_ds=None, *, epochs: int, out_dir, resume: bool = Fa
         progress_bar: show a tqdm bar per epoch (silenced by ``TFNEURO_PROGRESS=0``).
         strategy: the ``tf.distribute`` strategy; on a non-chief worker nothing is written.
         class_weight: passed to ``model.fit``.
+    """
+
+    resume: bool = False
+    seed: int | None = None
+    steps_per_epoch: int | None = None
+    validation_steps: int | None = None
+    callbacks: tuple = ()
+    keep_checkpoints: int = 2
+    tensorboard: bool = True
+    csv_log: bool = True
+    progress_bar: bool = True
+    strategy: object = None
+    class_weight: dict | None = None
+
+
+def fit(model, train_ds, val_ds=None, *, epochs: int, out_dir,
+        options: FitOptions | None = None, **fields):
+    """Train ``model`` epoch by epoch with a checkpoint after every epoch.
+
+    Args:
+        model: a compiled Keras model (compile it in ``strategy.scope()`` when distributing).
+        train_ds: a dataset/iterable for ``model.fit``, or a callable ``train_ds(epoch)``
+            returning the dataset of that epoch (needed for bit-exact resumption; see the
+            module docstring and :func:`epoch_seed`).
+        val_ds: validation data (or callable of the epoch), or ``None``.
+        epochs: total number of epochs (including those already done when resuming).
+        out_dir: run directory for checkpoints and logs.
+        options: a :class:`FitOptions` (default: its defaults).
+        **fields: :class:`FitOptions` fields given directly (``resume=True, seed=0, ...``).
 
     Returns:
         ``pandas.DataFrame`` with one row per epoch (``epoch`` and the logged metrics),
@@ -348,62 +267,72 @@ def fit(model, train_ds, val_ds=None, *, epochs: int, out_dir, resume: bool = Fa
     """
     import pandas as pd
 
-    from tfneuro.training.runtime import is_chief
-
+    o = dataclasses.replace(options or FitOptions(), **fields)
     if int(epochs) != epochs or epochs < 1:
         raise InputError("--epochs", f"must be a positive integer, got {epochs!r}")
     _optimizer(model)
     out_dir = os.fspath(out_dir)
-    chief = is_chief(strategy)
-    existing = latest_checkpoint(out_dir)
-    if existing and not resume:
-        raise InputError(out_dir, "already holds checkpoints of a run; pass --resume to "
-                                  "continue it or choose another output directory")
-    start, history = 0, []
-    if resume and existing:
-        state = restore_checkpoint(model, existing)
-        if state.get("seed") != seed:
-            raise InputError("--seed", f"the run in {out_dir} used seed {state.get('seed')}, "
-                                       f"not {seed}; resume with the same seed")
-        start, history = int(state["epoch"]), list(state.get("history", []))
-    if chief:
-        os.makedirs(out_dir, exist_ok=True)
-    csv_path = os.path.join(out_dir, "training_log.csv")
-    if chief and csv_log:
-        if start == 0 and os.path.exists(csv_path):
-            os.unlink(csv_path)
-        _trim_csv(csv_path, start)
-
-    cbs = list(callbacks)
-    if chief and csv_log:
-        cbs.append(keras.callbacks.CSVLogger(csv_path, append=True))
-    if chief and tensorboard:
-        cbs.append(tensorboard_callback(os.path.join(out_dir, "tensorboard")))
-    if progress_bar:
-        cbs.append(ProgressBar(epochs))
-
+    chief = is_chief(o.strategy)
+    start, history = _start(model, out_dir, o)
+    cbs = _callbacks(out_dir, o, chief, start, epochs)
     # Re-seeding calls tf.random.set_seed, which clears TF's kernel caches: measured +6-7 s per
     # epoch for a 16-filter QuickNAT on this CPU. It buys exact resumption only when each
     # epoch's data is rebuilt from (seed, epoch), so a fixed dataset is not re-seeded.
-    reseed = seed is not None and (callable(train_ds) or callable(val_ds))
+    reseed = o.seed is not None and (callable(train_ds) or callable(val_ds))
     with _multi_worker_fit(model):
         for epoch in range(start, int(epochs)):
             if reseed:
-                keras.utils.set_random_seed(epoch_seed(seed, epoch))
+                keras.utils.set_random_seed(epoch_seed(o.seed, epoch))
             ds = train_ds(epoch) if callable(train_ds) else train_ds
             vds = val_ds(epoch) if callable(val_ds) else val_ds
             hist = model.fit(ds, validation_data=vds, epochs=epoch + 1, initial_epoch=epoch,
-                             steps_per_epoch=steps_per_epoch, validation_steps=validation_steps,
-                             callbacks=cbs, verbose=0, class_weight=class_weight, shuffle=False)
+                             steps_per_epoch=o.steps_per_epoch,
+                             validation_steps=o.validation_steps, callbacks=cbs, verbose=0,
+                             class_weight=o.class_weight, shuffle=False)
             row = {"epoch": epoch}
             for key, values in hist.history.items():
                 if values:
                     row[key] = float(np.asarray(values[-1]))
             history.append(row)
             if chief:
-                save_checkpoint(model, out_dir, epoch + 1, seed=seed, history=history,
-                                keep=keep_checkpoints)
+                save_checkpoint(model, out_dir, epoch + 1, seed=o.seed, history=history,
+                                keep=o.keep_checkpoints)
     return pd.DataFrame(history)
+
+
+def _start(model, out_dir, o: FitOptions):
+    """``(first epoch, history so far)``: refuses to overwrite a run without ``resume``;
+    restores the last checkpoint (checking the seed) with it."""
+    existing = latest_checkpoint(out_dir)
+    if existing and not o.resume:
+        raise InputError(out_dir, "already holds checkpoints of a run; pass --resume to "
+                                  "continue it or choose another output directory")
+    if not (o.resume and existing):
+        return 0, []
+    state = restore_checkpoint(model, existing)
+    if state.get("seed") != o.seed:
+        raise InputError("--seed", f"the run in {out_dir} used seed {state.get('seed')}, "
+                                   f"not {o.seed}; resume with the same seed")
+    return int(state["epoch"]), list(state.get("history", []))
+
+
+def _callbacks(out_dir, o: FitOptions, chief: bool, start: int, epochs: int) -> list:
+    """The user's callbacks plus the CSV log (trimmed to the checkpointed epochs),
+    TensorBoard and the progress bar; the chief alone writes."""
+    cbs = list(o.callbacks)
+    if chief:
+        os.makedirs(out_dir, exist_ok=True)
+    csv_path = os.path.join(out_dir, "training_log.csv")
+    if chief and o.csv_log:
+        if start == 0 and os.path.exists(csv_path):
+            os.unlink(csv_path)
+        _trim_csv(csv_path, start)
+        cbs.append(keras.callbacks.CSVLogger(csv_path, append=True))
+    if chief and o.tensorboard:
+        cbs.append(tensorboard_callback(os.path.join(out_dir, "tensorboard")))
+    if o.progress_bar:
+        cbs.append(ProgressBar(epochs))
+    return cbs
 
 
 @contextlib.contextmanager
