@@ -359,7 +359,7 @@ def _compare_with_monai(net, model, x, torch):
     ref = np.moveaxis(ref, 1, -1)  # channels-first -> channels-last
     logits = _logits(model, x)
     scale = max(1.0, float(np.abs(ref).max()))
-    np.testing.assert_allclose(logits, ref, atol=1e-4 * scale, rtol=0)
+    np.testing.assert_allclose(logits, ref, atol=2e-5 * scale, rtol=0)  # seen: <= 3.1e-6 * scale
     probs = np.exp(ref - ref.max(-1, keepdims=True))
     probs /= probs.sum(-1, keepdims=True)
     np.testing.assert_allclose(model.predict(x, verbose=0), probs, atol=1e-4)
