@@ -82,7 +82,8 @@ def unetr_arithmetic(c, k, img, f=16, h=768, m=3072):
     vit = _conv(16, c, h, bias=True) + n * h + 12 * block + 2 * h
 
     def res(cin, cout):  # UnetResBlock: conv1, conv2, 1x1x1 shortcut when channels change
-        return _conv(3, cin, cout) + _conv(3, cout, cout) + (_conv(1, cin, cout) if cin != cout else 0)
+        shortcut = _conv(1, cin, cout) if cin != cout else 0
+        return _conv(3, cin, cout) + _conv(3, cout, cout) + shortcut
 
     enc = res(c, f)
     enc += _conv(2, h, 2 * f) + 2 * (_conv(2, 2 * f, 2 * f) + res(2 * f, 2 * f))
@@ -127,8 +128,8 @@ MONAI_COUNTS = {"vnet": 45_597_898, "segresnet": 1_176_186, "unetr": 92_802_274}
 @pytest.mark.parametrize("name", sorted(FULL))
 def test_full_size_parameters_equal_monai_and_arithmetic(name):
     """Seen failing: with ``bias=True`` on VNet's up-transition 5x5x5 convolutions the count
-    was 45,598,746 (both comparisons red); with ``center/scale`` left on for
-    ``instance_noaffine`` UNETR had 92,804,458."""
+    was 45,598,762 instead of 45,597,898; with ``instance_noaffine`` made affine UNETR had
+    92,804,322 instead of 92,802,274."""
     kwargs, monai_net, arithmetic = FULL[name]
     model = get(name, num_classes=2, **kwargs)  # builds only: no forward pass at full size
     expected = arithmetic()
@@ -146,8 +147,8 @@ def test_full_size_parameters_equal_monai_and_arithmetic(name):
 
 def test_arithmetic_follows_the_configuration():
     """The arithmetic is not tuned to the defaults: other widths, channels and classes agree
-    with MONAI too. Seen failing: with the SegResNet decoder's 1x1x1 conv counted as
-    ``_conv(1, w, w)`` every SegResNet row was off."""
+    with MONAI too. Seen failing: with a bias on SegResNet's decoder 1x1x1 convolutions the
+    SegResNet case had 668,084 parameters instead of 668,036."""
     nets = _monai_nets()
     cases = [
         (get("vnet", num_classes=3, input_shape=(None, None, None, 2)),
@@ -170,9 +171,9 @@ def test_arithmetic_follows_the_configuration():
 # ------------------------------------------------------------------ tiny models: behaviour
 @pytest.mark.parametrize("name", sorted(TINY))
 def test_tiny_predicts_probabilities_and_round_trips(name, tmp_path):
-    """Seen failing: with the classifier head replaced by a bare 1x1x1 conv (logits) the
-    sum-to-one check was red; with ``up_bias`` left out of UNetDecoderBlock3D.get_config the
-    from_config model had different weights shapes and ``set_weights`` raised."""
+    """Seen failing: with SegResNet's head replaced by a bare 1x1x1 conv (logits) the sums
+    were up to 1.18; with ``up_bias`` left out of ``UNetDecoderBlock3D.get_config`` loading the
+    UNETR ``.keras`` file raised "Layer 'upconv' expected 2 variables, but received 1"."""
     model = _tiny(name)
     shape = TINY[name][1]
     x = _x(shape, batch=2)
@@ -194,13 +195,18 @@ def test_tiny_predicts_probabilities_and_round_trips(name, tmp_path):
 
 
 def test_fully_convolutional_models_take_other_multiples():
-    """vnet (x16) and segresnet (x8) take any multiple at run time when built with None dims."""
+    """vnet (x16) and segresnet (x8) take any multiple at run time when built with None dims.
+
+    Seen failing: with SegResNet upsampling only two axes (``UpSampling3D((2, 2, 1))``) the
+    decoder's Add raised on the 8x16x40 input."""
     for name, shape in (("vnet", (32, 16, 48)), ("segresnet", (8, 16, 40))):
         y = _tiny(name).predict(_x(shape), verbose=0)
         assert y.shape == (1, *shape, 2)
 
 
 def test_sizes_and_arguments_the_networks_cannot_take_raise_input_error():
+    """Seen failing: without the multiple-of-16 check in ``vnet`` the 24-voxel model got as far
+    as Keras' Concatenate, which raised a plain ValueError about mismatched shapes."""
     bad = [
         ("vnet", dict(input_shape=(24, 32, 32, 1))),            # not a multiple of 16
         ("vnet", dict(input_shape=(None, None, None, 3))),      # 16 filters not a multiple of 3
@@ -219,14 +225,17 @@ def test_sizes_and_arguments_the_networks_cannot_take_raise_input_error():
         with pytest.raises(InputError, match=rf"^{name}\("):
             get(name, **kwargs)
     for name in TINY:
+        shape = {"input_shape": (32, 32, 32, 1)} if name == "unetr" else {}
         with pytest.raises(InputError, match="num_classes"):
-            get(name, num_classes=1, **({"input_shape": (32, 32, 32, 1)} if name == "unetr" else {}))
+            get(name, num_classes=1, **shape)
 
 
 def test_unetr_patch_embedding_called_on_another_size_names_the_built_size():
     """The position embedding fixes the volume size (MONAI img_size). Keras re-raises errors
     from ``call`` as RuntimeError with the InputError's line in the message. Seen failing
-    (TensorFlow's reshape error instead) with the check in ``PatchEmbedding3D.call`` removed."""
+    with the check in ``PatchEmbedding3D.call`` removed: TensorFlow's InvalidArgumentError
+    "Input to reshape is a tensor with 256 values, but the requested shape requires a multiple
+    of 192"."""
     model = _tiny("unetr")
     layer = model.get_layer("patch_embedding")
     with pytest.raises((InputError, RuntimeError),
@@ -369,7 +378,8 @@ def test_vnet_with_monai_weights_gives_monai_outputs():
     """MONAI's VNet has fixed widths, so this runs the full-width network on a 16x32x16 input.
 
     Seen failing: with the up transitions' concatenation as ``[skip, up]`` (MONAI: ``[up,
-    skip]``) the logits differed by ~1e0; with Keras' BatchNorm epsilon 1e-3 by ~1e-3."""
+    skip]``) the logits differed by up to 1.70; with Keras' default BatchNorm epsilon (1e-3,
+    PyTorch 1e-5) by up to 9.5e-4."""
     nets = _monai_nets()
     import torch
 
@@ -383,8 +393,8 @@ def test_vnet_with_monai_weights_gives_monai_outputs():
 
 def test_segresnet_with_monai_weights_gives_monai_outputs():
     """Seen failing: with Keras ``padding="same"`` on the stride-2 convolutions (pads after
-    only; PyTorch pads one voxel on both sides) the logits differed by ~1e-1; with nearest
-    instead of trilinear upsampling likewise."""
+    only; PyTorch pads one voxel on both sides) the logits differed by up to 1.20; with
+    nearest instead of trilinear upsampling by up to 1.15."""
     nets = _monai_nets()
     import torch
 
@@ -402,7 +412,10 @@ def test_unetr_with_monai_weights_gives_monai_outputs():
     """Small hidden size, img_size 32x16x48 (a 2x1x3 token grid: the token order matters).
 
     Seen failing: with the qkv split as ``(heads, 3, d)`` instead of MONAI's ``(3, heads, d)``
-    the logits differed by ~1e-1; with the approximate (tanh) GELU by ~1e-4 * scale."""
+    the logits differed by up to 0.54; with the skips taken after blocks 3, 6, 9 (the paper's
+    "z3, z6, z9" read literally) instead of MONAI's 4, 7, 10 by 0.44; with the tanh GELU
+    (``keras.ops.gelu``'s default) by 2.5e-4; with Keras' LayerNorm epsilon 1e-3 by 3.4e-4
+    (the last two pass at a 1e-4 x scale tolerance, hence 2e-5)."""
     nets = _monai_nets()
     import torch
 
@@ -427,8 +440,9 @@ def test_unetr_with_monai_weights_gives_monai_outputs():
                                                ("segresnet", 24, (30, 20, 24)),
                                                ("unetr", 32, (40, 36, 30))])
 def test_export_segment_volume_equals_sliding_window(name, window, shape, tmp_path):
-    """Seen failing: comparing against ``sliding_window_predict`` on the raw (not z-scored)
-    volume made every model red (max diff ~0.3)."""
+    """Seen failing: against ``sliding_window_predict`` on the raw (not z-scored) volume all
+    three were red (max differences 0.92, 0.53, 0.51); with vnet registered as an
+    ``rgb_slices`` model, ``export_model`` raised an InputError about the window."""
     from tfneuro.export import export_model
     from tfneuro.inference.sliding_window import sliding_window_predict
     from tfneuro.io import normalize

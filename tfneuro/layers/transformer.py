@@ -65,8 +65,8 @@ class PatchEmbedding3D(keras.layers.Layer):
             from tfneuro.errors import InputError
 
             raise InputError(type(self).__name__,
-                             f"needs a known 3D spatial size, each a multiple of {self.patch_size}, "
-                             f"got {tuple(input_shape)}")
+                             f"needs a known 3D spatial size, each a multiple of "
+                             f"{self.patch_size}, got {tuple(input_shape)}")
         return (spatial[0] // self.patch_size) * (spatial[1] // self.patch_size) * (
             spatial[2] // self.patch_size)
 

@@ -125,7 +125,8 @@ def segresnet(num_classes=2, input_shape=(None, None, None, 1), init_filters=8,
         raise InputError(f"{name}(upsample_mode)",
                          f"must be one of {_UPSAMPLE}, got {upsample_mode!r}")
     if dropout_prob is not None and not 0.0 <= float(dropout_prob) < 1.0:
-        raise InputError(f"{name}(dropout_prob)", f"must be None or in [0, 1), got {dropout_prob!r}")
+        raise InputError(f"{name}(dropout_prob)",
+                         f"must be None or in [0, 1), got {dropout_prob!r}")
     blocks_down = _block_counts(blocks_down, "blocks_down", name)
     blocks_up = _block_counts(blocks_up, "blocks_up", name)
     if len(blocks_up) != len(blocks_down) - 1:
