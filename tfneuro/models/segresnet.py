@@ -44,8 +44,8 @@ import keras
 
 from tfneuro.errors import InputError
 from tfneuro.layers.heads import ResizeLike
-from tfneuro.models._common import (check_input_shape, check_num_classes, check_positive,
-                                    classifier_head)
+from tfneuro.models._common import (check_choice, check_input_shape, check_num_classes,
+                                    check_positive, classifier_head)
 from tfneuro.models.unet3d import check_spatial_multiple
 
 _ACTS = ("relu", "leaky_relu", "elu")
@@ -119,11 +119,8 @@ def segresnet(num_classes=2, input_shape=(None, None, None, 1), init_filters=8,
     if init_filters % num_groups:
         raise InputError(f"{name}(num_groups)",
                          f"must divide init_filters={init_filters}, got {num_groups}")
-    if act not in _ACTS:
-        raise InputError(f"{name}(act)", f"must be one of {_ACTS}, got {act!r}")
-    if upsample_mode not in _UPSAMPLE:
-        raise InputError(f"{name}(upsample_mode)",
-                         f"must be one of {_UPSAMPLE}, got {upsample_mode!r}")
+    check_choice(act, _ACTS, "act", name)
+    check_choice(upsample_mode, _UPSAMPLE, "upsample_mode", name)
     if dropout_prob is not None and not 0.0 <= float(dropout_prob) < 1.0:
         raise InputError(f"{name}(dropout_prob)",
                          f"must be None or in [0, 1), got {dropout_prob!r}")

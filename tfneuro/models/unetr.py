@@ -55,8 +55,8 @@ import keras
 from tfneuro.errors import InputError
 from tfneuro.layers.residual import ConvNormAct3D, ResidualBlock3D, UNetDecoderBlock3D
 from tfneuro.layers.transformer import PatchEmbedding3D, TransformerBlock
-from tfneuro.models._common import (check_input_shape, check_num_classes, check_positive,
-                                    classifier_head)
+from tfneuro.models._common import (check_choice, check_input_shape, check_num_classes,
+                                    check_positive, classifier_head)
 from tfneuro.models.unet3d import check_spatial_multiple
 
 PATCH_SIZE = 16  #: MONAI UNETR's fixed patch edge
@@ -128,8 +128,7 @@ def unetr(num_classes=2, input_shape=(96, 96, 96, 1), feature_size=16, hidden_si
     if hidden_size % num_heads:
         raise InputError(f"{name}(num_heads)",
                          f"must divide hidden_size={hidden_size}, got {num_heads}")
-    if norm not in _NORMS:
-        raise InputError(f"{name}(norm)", f"must be one of {_NORMS}, got {norm!r}")
+    check_choice(norm, _NORMS, "norm", name)
     if not 0.0 <= float(dropout_rate) <= 1.0:
         raise InputError(f"{name}(dropout_rate)", f"must be in [0, 1], got {dropout_rate!r}")
 

@@ -47,8 +47,8 @@ from __future__ import annotations
 import keras
 
 from tfneuro.errors import InputError
-from tfneuro.models._common import (check_input_shape, check_num_classes, check_positive,
-                                    classifier_head)
+from tfneuro.models._common import (check_choice, check_input_shape, check_num_classes,
+                                    check_positive, classifier_head)
 from tfneuro.models.unet3d import check_spatial_multiple
 
 #: MONAI's down transitions: (name, 5x5x5 convolutions, dropout); widths 2, 4, 8, 16 x base.
@@ -145,10 +145,8 @@ def vnet(num_classes=2, input_shape=(None, None, None, 1), base_filters=16, act=
     if base_filters % input_shape[-1]:
         raise InputError(f"{name}(input_shape)", f"base_filters={base_filters} must be a multiple "
                                                  f"of the {input_shape[-1]} input channels")
-    if act not in _ACTS:
-        raise InputError(f"{name}(act)", f"must be one of {_ACTS}, got {act!r}")
-    if dropout_dim not in (1, 3):
-        raise InputError(f"{name}(dropout_dim)", f"must be 1 or 3, got {dropout_dim!r}")
+    check_choice(act, _ACTS, "act", name)
+    check_choice(dropout_dim, (1, 3), "dropout_dim", name)
     try:
         up_in, up_skip = dropout_prob_up
     except (TypeError, ValueError):
