@@ -6,17 +6,19 @@ UNETR's encoder is a ViT (Dosovitskiy et al. 2021) on 3D patches. These layers f
 implementation paper 000's comparison models come from, with MONAI's weight layout so that a
 MONAI state dict maps onto them one tensor per weight.
 
-- :class:`PatchEmbedding3D` -- Hatamizadeh sec. 3.1: "a 1D sequence of a 3D input volume ... is
-  created by dividing it into flattened uniform non-overlapping patches ... projected into a K
-  dimensional embedding space using a linear layer ... a 1D learnable positional embedding".
-  MONAI ``proj_type="conv"``: a ``P^3`` convolution with stride ``P`` (bias on), tokens in
-  x-major order (the order of ``flatten(2)`` in MONAI), plus a learnable ``[1, N, K]`` position
-  embedding initialised by normal(0, 0.02) (MONAI's ``trunc_normal_(std=0.02, a=-2, b=2)`` cuts
-  at +-2 absolute, i.e. 100 standard deviations: in effect untruncated).
-- :class:`TransformerBlock` -- Hatamizadeh eq. 2-3: ``z' = MSA(Norm(z)) + z``,
-  ``z = MLP(Norm(z')) + z'``; MONAI's ``SABlock`` (one ``qkv`` Dense, no bias by default,
-  scaled dot-product attention, output Dense with bias) and ``MLPBlock`` (Dense, exact GELU,
-  Dense). LayerNorm epsilon 1e-5 (PyTorch's default).
+(Hatamizadeh et al.'s paper is not in ``shared/papers``; section 3.1 is paraphrased.)
+
+- :class:`PatchEmbedding3D` -- Hatamizadeh sec. 3.1: the volume becomes a sequence of
+  flattened, non-overlapping patches, projected linearly to K dimensions, plus a learnable 1D
+  position embedding. MONAI ``proj_type="conv"``: a ``P^3`` convolution with stride ``P`` (bias
+  on), tokens in x-major order (the order of ``flatten(2)`` in MONAI), plus a learnable
+  ``[1, N, K]`` position embedding initialised by normal(0, 0.02) (MONAI's
+  ``trunc_normal_(std=0.02, a=-2, b=2)`` cuts at +-2 absolute, i.e. 100 standard deviations:
+  in effect untruncated).
+- :class:`TransformerBlock` -- Hatamizadeh sec. 3.1, the pre-norm ViT block:
+  ``z' = MSA(Norm(z)) + z``, ``z = MLP(Norm(z')) + z'``; MONAI's ``SABlock`` (one ``qkv``
+  Dense, no bias by default, scaled dot-product attention, output Dense with bias) and
+  ``MLPBlock`` (Dense, exact GELU, Dense). LayerNorm epsilon 1e-5 (PyTorch's default).
 
 Everything is written with ``keras.ops`` (backend-agnostic) and serialisable.
 """
@@ -117,8 +119,8 @@ class TransformerBlock(keras.layers.Layer):
             LayerNorm (``gamma`` ones, ``beta`` zeros, K each). MONAI builds it in every
             ``TransformerBlock`` even without cross-attention and never uses it, so those 2K
             parameters never get a gradient; keeping them makes parameter counts and state
-            dicts match MONAI's. They do not enter :meth:`call` and are non-trainable (Keras
-            would warn about trainable variables without gradients at every training step).
+            dicts match MONAI's. They do not enter :meth:`call` and are non-trainable (as
+            trainable variables without gradients Keras warns about them when training).
     """
 
     def __init__(self, hidden_size=768, mlp_dim=3072, num_heads=12, dropout_rate=0.0,

@@ -7,10 +7,8 @@ Milletari, Navab & Ahmadi, "V-Net: Fully convolutional neural networks for volum
 image segmentation", 3DV 2016. This is MONAI 1.6.1's ``monai.networks.nets.VNet`` layer for layer
 (``spatial_dims=3``), so ``VNet(in_channels=C, out_channels=K)`` and
 ``vnet(num_classes=K, input_shape=(..., C))`` have the same parameters (45,597,898 for C=1,
-K=2; trainable weights here, ``parameters()`` there):
-
-(Milletari et al.'s paper is not in ``shared/papers``; its section 2 / Fig. 2 are paraphrased,
-the layer details are read from MONAI's source.)
+K=2; trainable weights here, ``parameters()`` there). Milletari et al.'s paper is not in
+``shared/papers``; its section 2 is paraphrased, the layer details are read from MONAI's source.
 
 - Input transition (Milletari sec. 2: every stage learns a residual function, its input added
   to the output of its convolutions): 5x5x5 conv to 16 channels + BN, plus the input tiled to
@@ -27,9 +25,9 @@ the layer details are read from MONAI's source.)
 
 MONAI details kept: convolutions have no bias (``bias=False``, MONAI's default; the up
 transitions' convolutions never have one), the transposed and final 1x1x1 convolutions do;
-BatchNorm is affine with PyTorch's epsilon 1e-5 and momentum 0.1 (Keras ``momentum=0.9``;
-Milletari has no normalisation, MONAI adds it); ELU (alpha 1) is MONAI's default activation
-(Milletari uses PReLU: ``act="prelu"``, one slope per channel initialised to 0.25 as
+BatchNorm (MONAI's) is affine with PyTorch's epsilon 1e-5 and momentum 0.1 (Keras
+``momentum=0.9``); ELU (alpha 1) is MONAI's default activation (Milletari uses PReLU
+non-linearities: ``act="prelu"``, one slope per channel initialised to 0.25 as
 ``torch.nn.PReLU``).
 
 Departures:
