@@ -64,7 +64,7 @@ def test_registry_lists_the_design_names_and_rejects_unknown():
 
     assert M.list_models() == sorted(["quicknat", "infinet", "unet2d", "vgg16_fcn", "unet3d",
                                       "res_unet3d", "age_unet3d", "resnet3d_50", "resnet3d_101",
-                                      "resnet3d_152"])
+                                      "resnet3d_152", "vnet", "segresnet", "unetr"])
     with pytest.raises(InputError, match="model: unknown model name 'qicknat'"):
         M.get("qicknat")
 

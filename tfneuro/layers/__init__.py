@@ -21,6 +21,9 @@ _EXPORTS = {
     "ResidualBlock3D": "residual",
     "UNetEncoderBlock3D": "residual",
     "UNetDecoderBlock3D": "residual",
+    # transformer.py: ViT patch embedding and pre-norm transformer block (UNETR, paper 000 Table 2)
+    "PatchEmbedding3D": "transformer",
+    "TransformerBlock": "transformer",
     # heads.py: paper 004 side-output "specialized layer", resize-to-reference, pad/crop
     "SideOutput": "heads",
     "ResizeLike": "heads",

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import keras
 
-_NORMS = ("batch", "instance", None)
+_NORMS = ("batch", "instance", "instance_noaffine", None)
 
 
 def _check(name, value, allowed):
@@ -33,11 +33,15 @@ def _check(name, value, allowed):
 
 def _make_norm(norm, name):
     """Normalisation layer: "batch" (BatchNormalization), "instance" (GroupNormalization with
-    groups=-1, i.e. one group per channel = instance norm, affine as in nnU-Net) or None."""
+    groups=-1, i.e. one group per channel = instance norm, affine as in nnU-Net),
+    "instance_noaffine" (the same without scale and offset: MONAI's ``norm_name="instance"``,
+    ``torch.nn.InstanceNorm3d(affine=False)``, as in MONAI's UNETR blocks) or None."""
     if norm == "batch":
         return keras.layers.BatchNormalization(name=name)
-    if norm == "instance":
-        return keras.layers.GroupNormalization(groups=-1, epsilon=1e-5, name=name)
+    if norm in ("instance", "instance_noaffine"):
+        affine = norm == "instance"
+        return keras.layers.GroupNormalization(groups=-1, epsilon=1e-5, center=affine,
+                                               scale=affine, name=name)
     return None
 
 
@@ -67,7 +71,7 @@ class ConvNormAct3D(keras.layers.Layer):
         kernel_size: convolution kernel size.
         strides: stride of the first convolution (1, or 2 for strided downsampling).
         num_convs: number of convolutions when ``filters`` is an int.
-        norm: "batch", "instance" or None.
+        norm: "batch", "instance", "instance_noaffine" or None (see ``_make_norm``).
         activation: a Keras activation name or "leaky_relu".
         negative_slope: LeakyReLU slope (used only with "leaky_relu").
     """
@@ -133,7 +137,7 @@ class ResidualBlock3D(keras.layers.Layer):
         kernel_size: convolution kernel size (3, as in paper 002's 3D U-Net).
         strides: stride of the first convolution and of the shortcut (2 downsamples, as the
             DynUNet encoder does).
-        norm: "instance" (DynUNet/nnU-Net default), "batch" or None.
+        norm: "instance" (DynUNet/nnU-Net default), "instance_noaffine", "batch" or None.
         activation: Keras activation name or "leaky_relu" (default, slope 0.01 as in DynUNet).
         negative_slope: LeakyReLU slope.
     """
@@ -284,6 +288,7 @@ class UNetDecoderBlock3D(keras.layers.Layer):
         filters: channels of the convolutions after the concatenation.
         up_filters: channels of the 2x2x2 transposed convolution; None keeps the input's
             channels (Çiçek et al.); DynUNet uses ``filters``.
+        up_bias: bias on the transposed convolution (MONAI's UNETR ``UnetrUpBlock`` has none).
         residual: use :class:`ResidualBlock3D` instead of two plain convolutions.
         kernel_size: convolution kernel size.
         norm: "batch", "instance" or None.
@@ -292,10 +297,11 @@ class UNetDecoderBlock3D(keras.layers.Layer):
     """
 
     def __init__(self, filters=32, up_filters=None, residual=False, kernel_size=3, norm="batch",
-                 activation="relu", negative_slope=0.01, **kwargs):
+                 activation="relu", negative_slope=0.01, up_bias=True, **kwargs):
         super().__init__(**kwargs)
         self.filters = int(filters)
         self.up_filters = None if up_filters is None else int(up_filters)
+        self.up_bias = bool(up_bias)
         self.residual = bool(residual)
         self.kernel_size = int(kernel_size)
         self.norm = norm
@@ -309,6 +315,7 @@ class UNetDecoderBlock3D(keras.layers.Layer):
         x_shape, skip_shape = (tuple(s) for s in input_shape)
         up_f = self.up_filters or x_shape[-1]
         self.up = keras.layers.Conv3DTranspose(up_f, 2, strides=2, padding="same",
+                                               use_bias=self.up_bias,
                                                kernel_initializer="he_normal", name="upconv")
         self.up.build(x_shape)
         self.block.build((*skip_shape[:-1], up_f + skip_shape[-1]))
@@ -327,5 +334,5 @@ class UNetDecoderBlock3D(keras.layers.Layer):
         config = super().get_config()
         config.update(filters=self.filters, up_filters=self.up_filters, residual=self.residual,
                       kernel_size=self.kernel_size, norm=self.norm, activation=self.activation,
-                      negative_slope=self.negative_slope)
+                      negative_slope=self.negative_slope, up_bias=self.up_bias)
         return config

@@ -97,6 +97,13 @@ def check_positive(value, name: str, model: str) -> int:
     return value
 
 
+def check_choice(value, choices, name: str, model: str):
+    """``value`` if it is one of ``choices``, else InputError naming ``model(name)``."""
+    if value not in choices:
+        raise InputError(f"{model}({name})", f"must be one of {tuple(choices)}, got {value!r}")
+    return value
+
+
 def classifier_head(x, num_classes: int, ndim: int = 2, name: str = "classifier"):
     """1x1 convolution named ``name`` (the layer transfer learning replaces), then softmax.
 
