@@ -174,14 +174,14 @@ def test_infinet_parameter_count_literal_text_one_conv_per_encoder_block():
     """``encoder_convs=1`` is paper 003 sec. 2.1 word for word ("a 3x3 convolutional layer").
 
     Seen failing by building the second encoder conv even when ``encoder_convs=1``
-    (``range(max(encoder_convs, 2))`` in ``infinet``): ``assert 730628 == 508292``.
+    (``range(1, max(encoder_convs, 2) + 1)`` in ``infinet``): ``assert 730628 == 508292``.
     """
     model = get("infinet", encoder_convs=1)
     assert _trainable(model) == _infinet_count(encoder_convs=1) == 508_292
 
 
 def test_infinet_encoder_block_layers_and_skip_source():
-    """Every encoder conv is 3x3 -> 64 maps followed by its own BN; the skip is the block output.
+    """Every encoder conv is 3x3 -> ``filters`` maps with its own BN; the skip is the block output.
 
     Seen failing by taking the skip after the first unit of each block (``if j == 1: skip = x``
     inside the conv loop of ``infinet``): the ``decoder_1_skip_concat`` check below failed.
@@ -268,3 +268,7 @@ def test_bad_arguments():
         get("unet2d", num_classes=3, arms=3)
     with pytest.raises(InputError):
         get("vgg16_fcn", num_classes=3, weights=None, input_shape=(None, None, 1))
+    # seen failing with ("encoder_convs", encoder_convs) dropped from infinet's checks: it built
+    # a model without encoder convs
+    with pytest.raises(InputError, match="encoder_convs"):
+        get("infinet", num_classes=3, encoder_convs=0)
