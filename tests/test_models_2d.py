@@ -137,15 +137,74 @@ def test_quicknat_parameter_count_paper_defaults():
     assert trainable == want
 
 
-def test_infinet_parameter_count_from_paper_text():
-    # paper 003 sec. 2.1 counted by hand: arm = 3 x (3x3 conv 64 + BN); bottleneck / decoder =
-    # BN(128) + 1x1 128->64 + BN(64) + 3x3 (64+64+64)->64 + BN(64); classifier 1x1 64->4
-    arm = _conv(3, 1, 64) + 2 * _conv(3, 64, 64) + 3 * 128
-    block = 2 * 128 + _conv(1, 128, 64) + 128 + _conv(3, 192, 64) + 128
-    want = 2 * arm + 3 * block + _conv(1, 64, 4)
+def _infinet_count(encoder_convs, filters=64, classes=4):
+    """InfiNet's trainable parameters from paper 003 sec. 2.1, counted by hand (docs/infinet.md).
+
+    BN has 2 trainable numbers per channel (gamma, beta). Encoder arm: 3 blocks, each
+    ``encoder_convs`` x (3x3 conv 64 maps + ReLU + BN), the first conv of block 1 on the
+    1-channel image. Bottleneck and each of the 2 decoder blocks: BN over the two unpooled maps
+    (128), 1x1 128->64, BN(64), then 3x3 over (64 + both arms' 64-map skips = 192) -> 64,
+    BN(64). Classifier: 1x1 64->classes.
+    """
+    f = filters
+    unit = lambda cin: _conv(3, cin, f) + 2 * f  # 3x3 conv + ReLU + BN  # noqa: E731
+    arm = unit(1) + (encoder_convs - 1) * unit(f) + 2 * encoder_convs * unit(f)
+    block = 2 * (2 * f) + _conv(1, 2 * f, f) + 2 * f + _conv(3, 3 * f, f) + 2 * f
+    return 2 * arm + 3 * block + _conv(1, f, classes)
+
+
+def _trainable(model):
+    return sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+
+
+def test_infinet_parameter_count_default_two_convs_per_encoder_block():
+    """Default InfiNet = the reading closest to paper 003's 0.74 M (sec. 4): 2 convs/encoder block.
+
+    Seen failing on the previous architecture (one conv per encoder block, the default before
+    this test): ``assert 508292 == 730628``.
+    """
     model = get("infinet")
-    trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
-    assert trainable == want == 508_292
+    want = _infinet_count(encoder_convs=2)
+    assert _trainable(model) == want
+    # hand-checked total: 2 x 186,048 + 3 x 119,424 + 260 = 730,628 (0.73 M, paper: 0.74 M)
+    assert want == 2 * 186_048 + 3 * 119_424 + 260 == 730_628
+
+
+def test_infinet_parameter_count_literal_text_one_conv_per_encoder_block():
+    """``encoder_convs=1`` is paper 003 sec. 2.1 word for word ("a 3x3 convolutional layer").
+
+    Seen failing by building the second encoder conv even when ``encoder_convs=1``
+    (``range(1, max(encoder_convs, 2) + 1)`` in ``infinet``): ``assert 730628 == 508292``.
+    """
+    model = get("infinet", encoder_convs=1)
+    assert _trainable(model) == _infinet_count(encoder_convs=1) == 508_292
+
+
+def test_infinet_encoder_block_layers_and_skip_source():
+    """Every encoder conv is 3x3 -> ``filters`` maps with its own BN; the skip is the block output.
+
+    Seen failing by taking the skip after the first unit of each block (``if j == 1: skip = x``
+    inside the conv loop of ``infinet``): the ``decoder_1_skip_concat`` check below failed.
+    """
+    model = get("infinet", filters=8, num_classes=3)
+    kernels = {l.name: tuple(l.kernel.shape) for l in model.layers if l.name.startswith("encoder_")
+               and l.name.endswith(("_conv", "_conv2"))}
+    want = {}
+    for arm in ("t1", "t2"):
+        for i in (1, 2, 3):
+            want[f"encoder_{i}_{arm}_conv"] = (3, 3, 1 if i == 1 else 8, 8)
+            want[f"encoder_{i}_{arm}_conv2"] = (3, 3, 8, 8)
+    assert kernels == want
+    for arm in ("t1", "t2"):
+        for i in (1, 2, 3):
+            # conv -> BN -> conv2 -> BN2: each BN normalises its own conv's 8 maps
+            assert model.get_layer(f"encoder_{i}_{arm}_bn2").input is \
+                model.get_layer(f"encoder_{i}_{arm}_conv2").output
+            assert model.get_layer(f"encoder_{i}_{arm}_conv2").input is \
+                model.get_layer(f"encoder_{i}_{arm}_bn").output
+    skip_inputs = model.get_layer("decoder_1_skip_concat").input
+    assert skip_inputs[1] is model.get_layer("encoder_1_t1_bn2").output
+    assert skip_inputs[2] is model.get_layer("encoder_1_t2_bn2").output
 
 
 def test_vgg16_fcn_structure_and_count():
@@ -209,3 +268,7 @@ def test_bad_arguments():
         get("unet2d", num_classes=3, arms=3)
     with pytest.raises(InputError):
         get("vgg16_fcn", num_classes=3, weights=None, input_shape=(None, None, 1))
+    # seen failing with ("encoder_convs", encoder_convs) dropped from infinet's checks: it built
+    # a model without encoder convs
+    with pytest.raises(InputError, match="encoder_convs"):
+        get("infinet", num_classes=3, encoder_convs=0)
