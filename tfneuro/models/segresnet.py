@@ -45,7 +45,7 @@ import keras
 from tfneuro.errors import InputError
 from tfneuro.layers.heads import ResizeLike
 from tfneuro.models._common import (check_choice, check_input_shape, check_num_classes,
-                                    check_positive, classifier_head)
+                                    check_positive, classifier_head, registered_model)
 from tfneuro.models.unet3d import check_spatial_multiple
 
 _ACTS = ("relu", "leaky_relu", "elu")
@@ -155,4 +155,5 @@ def segresnet(num_classes=2, input_shape=(None, None, None, 1), init_filters=8,
             x = _res_block(x, num_groups, act, f"up{i}_block{j}")
     x = _act(act, "final_act")(_norm(num_groups, "final_norm")(x))
     outputs = classifier_head(x, num_classes, ndim=3)  # MONAI conv_final[2] (1x1x1, bias)
-    return keras.Model(inputs, outputs, name=name)
+    return registered_model(inputs, outputs, name=name, registry_name="segresnet",
+                            multiple=2 ** (len(blocks_down) - 1))

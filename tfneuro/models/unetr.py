@@ -56,7 +56,7 @@ from tfneuro.errors import InputError
 from tfneuro.layers.residual import ConvNormAct3D, ResidualBlock3D, UNetDecoderBlock3D
 from tfneuro.layers.transformer import PatchEmbedding3D, TransformerBlock
 from tfneuro.models._common import (check_choice, check_input_shape, check_num_classes,
-                                    check_positive, classifier_head)
+                                    check_positive, classifier_head, registered_model)
 from tfneuro.models.unet3d import check_spatial_multiple
 
 PATCH_SIZE = 16  #: MONAI UNETR's fixed patch edge
@@ -158,4 +158,5 @@ def unetr(num_classes=2, input_shape=(96, 96, 96, 1), feature_size=16, hidden_si
                                activation="leaky_relu", negative_slope=0.01, up_bias=False,
                                name=f"decoder{k}")([x, skip])
     outputs = classifier_head(x, num_classes, ndim=3)  # MONAI out (UnetOutBlock, 1x1x1, bias)
-    return keras.Model(inputs, outputs, name=name)
+    return registered_model(inputs, outputs, name=name, registry_name="unetr",
+                            multiple=PATCH_SIZE)

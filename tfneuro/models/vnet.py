@@ -46,7 +46,7 @@ import keras
 
 from tfneuro.errors import InputError
 from tfneuro.models._common import (check_choice, check_input_shape, check_num_classes,
-                                    check_positive, classifier_head)
+                                    check_positive, classifier_head, registered_model)
 from tfneuro.models.unet3d import check_spatial_multiple
 
 #: MONAI's down transitions: (name, 5x5x5 convolutions, dropout); widths 2, 4, 8, 16 x base.
@@ -176,4 +176,5 @@ def vnet(num_classes=2, input_shape=(None, None, None, 1), base_filters=16, act=
                             name="out_tr_conv")(x)
     x = _act(act, "out_tr_act")(_bn("out_tr_bn")(x))
     outputs = classifier_head(x, num_classes, ndim=3)  # MONAI out_tr.conv2 (1x1x1, bias)
-    return keras.Model(inputs, outputs, name=name)
+    return registered_model(inputs, outputs, name=name, registry_name="vnet",
+                            multiple=16)
