@@ -1,0 +1,143 @@
+"""How hard is the synthetic cohort? Intensity and atlas baselines by age band (issue 14, part 3).
+
+Question: on held-out synthetic subjects, what mean Dice (CSF, GM, WM) do the two baselines of
+``tfneuro.evaluation.baselines`` reach in each age band, and does the intensity baseline fall
+to <= 0.65 in the isointense band (6-9 months)?
+
+* Cohort: ``tfneuro.data.synth.make_cohort`` written to ``--out`` (a temporary directory by
+  default), ``--per_band`` subjects per band with ages evenly spaced from the band's first to
+  its last month (``linspace(lo, hi, per_band)``), cohort seed ``--seed``.
+* Split (band-stratified; make_cohort's own random split is ignored): in every band
+  ``--test_per_band`` subjects spread inside the band (not its edge ages) are held out, the
+  rest train. Both baselines are fitted on the training subjects of ALL bands.
+* Intensity baseline: ``fit_intensity_baseline`` on T1+T2 (``--model``, z-scored per subject
+  as the networks' input, every labelled voxel, opening radius ``--opening`` and the largest
+  component); the table also shows it without post-processing ("raw").
+* Atlas baseline: ``atlas_baseline(..., method=--atlas_method)`` (head foreground by Otsu on
+  T1; bounding-box or moments alignment; per-voxel majority vote of all training maps).
+* Score: ``tfneuro.metrics.dice_score`` on CSF, GM, WM; per subject their mean; per band the
+  mean over its held-out subjects.
+
+Last lines: ``isointense (6-9 months) intensity baseline mean Dice: X`` and
+``ratio intensity/atlas: X`` (the two baselines' mean Dice in the 6-9 month band).
+Tiny (the test): ``--per_band 3 --test_per_band 1 --spacing 4 --bands 0-5,6-9``
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from _common import fmt, load_average, table  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+TISSUES = (1, 2, 3)     # tissue4: CSF, GM, WM
+ISO_BAND = (6.0, 9.0)
+
+
+def parse_bands(text):
+    bands = []
+    for part in text.split(","):
+        lo, hi = (float(v) for v in part.split("-"))
+        if not 0 <= lo <= hi <= 60:
+            raise SystemExit(f"error: --bands: {part!r} is not a range inside 0-60 months")
+        bands.append((lo, hi))
+    return bands
+
+
+def held_out(n, k):
+    """Indices of ``k`` of ``n`` subjects spread inside the band (not its edges if possible)."""
+    if not 0 < k < n:
+        raise SystemExit(f"error: need 0 < --test_per_band ({k}) < --per_band ({n})")
+    return sorted({int(i) for i in np.round(np.linspace(0, n - 1, k + 2)[1:-1])})
+
+
+def load(row, modalities=("t1", "t2")):
+    import nibabel as nib
+
+    x = np.stack([np.asarray(nib.load(row[m]).dataobj, np.float32) for m in modalities], -1)
+    y = np.asarray(nib.load(row["label"]).dataobj).astype(np.int32)
+    return x, y
+
+
+def mean_dice(ref, pred):
+    from tfneuro.metrics import dice_score
+
+    return float(np.mean(list(dice_score(ref, pred, labels=list(TISSUES)).values())))
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", default=None, help="cohort directory (default: a temporary one)")
+    p.add_argument("--bands", default="0-5,6-9,10-17,18-35,36-60",
+                   help="age bands in months, lo-hi comma-separated")
+    p.add_argument("--per_band", type=int, default=8, help="subjects per band")
+    p.add_argument("--test_per_band", type=int, default=3, help="held-out subjects per band")
+    p.add_argument("--spacing", type=float, default=2.0, help="voxel size in mm")
+    p.add_argument("--seed", type=int, default=0, help="cohort seed")
+    p.add_argument("--model", default="qda", choices=("qda", "gnb"))
+    p.add_argument("--opening", type=int, default=1, help="opening radius (voxels), 0: none")
+    p.add_argument("--atlas_method", default="bbox", choices=("bbox", "moments"))
+    args = p.parse_args(argv)
+    bands = parse_bands(args.bands)
+    test_idx = held_out(args.per_band, args.test_per_band)
+
+    from tfneuro.data import synth
+    from tfneuro.data.cohort import read_cohort
+    from tfneuro.evaluation.baselines import atlas_baseline, fit_intensity_baseline
+
+    t0 = time.time()
+    ages, band_of, is_test = [], [], []
+    for b, (lo, hi) in enumerate(bands):
+        for j, a in enumerate(np.linspace(lo, hi, args.per_band)):
+            ages.append(round(float(a), 2))
+            band_of.append(b)
+            is_test.append(j in test_idx)
+    with tempfile.TemporaryDirectory() as tmp:
+        out = args.out or os.path.join(tmp, "cohort")
+        synth.make_cohort(out, len(ages), ages=ages, spacing=args.spacing, seed=args.seed,
+                          show_progress=False)
+        df = read_cohort(os.path.join(out, "cohort.csv"))
+        data = [load(r) for r in df.to_dict("records")]
+    gen = df["generator"].iloc[0] if "generator" in df.columns else "tfneuro-synth/1"
+    print(f"cohort: {len(ages)} subjects ({gen}), {args.spacing:g} mm, seed {args.seed}, "
+          f"{sum(is_test)} held out [{time.time() - t0:.0f} s, load {load_average()}]")
+
+    train = [d for d, t in zip(data, is_test) if not t]
+    model = fit_intensity_baseline([x for x, _ in train], [y for _, y in train],
+                                   model=args.model, opening=args.opening)
+    rows, scores = [], {}
+    for i in np.flatnonzero(is_test):
+        x, y = data[i]
+        s = {"intensity": mean_dice(y, model.predict(x)),
+             "raw": mean_dice(y, model.predict(x, postprocess=False)),
+             "atlas": mean_dice(y, atlas_baseline([x for x, _ in train], [y for _, y in train],
+                                                  x, method=args.atlas_method))}
+        scores.setdefault(band_of[i], []).append((ages[i], s))
+    for b, (lo, hi) in enumerate(bands):
+        got = scores.get(b, [])
+        mean = {k: float(np.mean([s[k] for _, s in got])) for k in ("intensity", "raw", "atlas")}
+        rows.append([f"{lo:g}-{hi:g}", len(got), ", ".join(f"{a:g}" for a, _ in got),
+                     fmt(mean["intensity"], 3), fmt(mean["raw"], 3), fmt(mean["atlas"], 3)])
+        scores[b] = mean
+    print(f"baselines fitted on {len(train)} training subjects of all bands "
+          f"({args.model}, opening {args.opening}; atlas {args.atlas_method}) "
+          f"[{time.time() - t0:.0f} s]")
+    print(table(rows, ["band (months)", "held out", "ages", "intensity mean Dice",
+                       "intensity raw", "atlas mean Dice"]))
+    iso = [b for b, (lo, hi) in enumerate(bands) if (lo, hi) == ISO_BAND]
+    b = iso[0] if iso else 0
+    label = f"{bands[b][0]:g}-{bands[b][1]:g} months"
+    print(f"isointense ({label}) intensity baseline mean Dice: {scores[b]['intensity']:.4f}")
+    print(f"ratio intensity/atlas: {scores[b]['intensity'] / scores[b]['atlas']:.4f}")
+
+
+if __name__ == "__main__":
+    main()
