@@ -32,9 +32,9 @@ def test_equal_variance_boundary_is_the_midpoint(model):
     """Class 0 = {-1, +1} (mean 0, var 1), class 1 = {3, 5} (mean 4, var 1), equal priors:
     by symmetry the decision boundary is x = 2.
 
-    Seen failing: with the log prior term dropped from ``log_posterior`` this still passed
-    (equal priors), so the unequal-prior case below exists; with ``means`` computed as
-    ``total / (count + 1)`` the fitted means moved to 0 and 2.67 and 2.1 was classed 0.
+    Seen failing: with ``means`` computed as ``total / (count + 1)`` the fitted class-1 mean
+    was 3.96. (With the log prior dropped it still passed -- equal priors -- hence the
+    unequal-prior test below.)
     """
     m = _fit_1d([-1, 1] * 50, [3, 5] * 50, model=model)
     np.testing.assert_allclose(m.means.ravel(), [0.0, 4.0])
@@ -49,8 +49,8 @@ def test_unequal_variance_quadratic_boundaries_by_hand():
     (-8 +- sqrt(64 + 12 (16 + 4 ln 4))) / 6 = 1.6599 and -4.3266: class 0 between them, the
     wider class 1 in both tails.
 
-    Seen failing: with the log-determinant term removed from ``log_posterior`` the boundary
-    moved (x = 1.64 was classed 1).
+    Seen failing: with the log-determinant term removed from ``log_posterior`` the
+    boundaries moved (x = lo + 0.02 and x = hi - 0.02 were classed 1).
     """
     m = _fit_1d([-1, 1] * 40, [2, 6] * 40)
     disc = math.sqrt(64 + 12 * (16 + 4 * math.log(4)))
@@ -101,7 +101,8 @@ def test_zscore_makes_the_fit_invariant_to_each_subjects_gain():
     """Training subjects at gains 1 and 10, test subject at gain 100: after the per-subject
     z-score the same voxels get the same class.
 
-    Seen failing: with ``normalize=None`` the gain-100 test subject was all class 1.
+    Seen failing: with the z-score skipped in ``predict`` the whole class-1 half of the
+    gain-100 test subject got class 0.
     """
     rng = np.random.default_rng(0)
     base = np.where(np.arange(1000) < 500, 0.0, 1.0) + rng.normal(0, 0.05, 1000)
@@ -158,7 +159,7 @@ def test_atlas_lands_exactly_on_a_shifted_scaled_box():
     own quadrant labels exactly.
 
     Seen failing: with the bounding box taken as voxel centres (``hi - lo`` instead of
-    ``hi - lo + 1``) 1,248 voxels were wrong.
+    ``hi - lo + 1``) 864 voxels were wrong.
     """
     a1 = _box_subject((40, 40, 40), (5, 6, 7), (10, 12, 8))
     a2 = _box_subject((32, 32, 32), (20, 3, 1), (10, 12, 8))
@@ -172,8 +173,8 @@ def test_atlas_moments_exact_for_a_pure_shift_and_majority_vote():
     so the map is the pure shift and the labels land exactly. Majority vote: two atlases
     say quadrant layout A, one says all 4: the vote is A.
 
-    Seen failing: with ``mu_s - mat @ mu_t`` replaced by ``mu_t - mat @ mu_s`` the labels
-    landed shifted by twice the offset.
+    Seen failing: with ``mu_s - mat @ mu_t`` replaced by ``mu_t - mat @ mu_s`` 1,920 voxels
+    were wrong.
     """
     a1 = _box_subject((30, 30, 30), (5, 8, 6), (12, 10, 8))
     img, want = _box_subject((30, 30, 30), (8, 6, 11), (12, 10, 8))
@@ -226,7 +227,7 @@ def test_nearest_slice_with_a_real_label_budget():
 
 def test_bad_input_raises_input_error():
     """Each check names the argument. Seen failing: with the class-count check removed a
-    one-class fit raised numpy's LinAlgError instead."""
+    one-class fit raised nothing."""
     img, lab = np.zeros((4, 4, 4), np.float32), np.zeros((4, 4, 4), np.int32)
     with pytest.raises(InputError, match="training labels"):
         B.fit_intensity_baseline([img + np.arange(4)], [lab])          # one class only
