@@ -128,6 +128,15 @@ SULCAL_TAU = (0.05, 0.20, 0.20, 0.05, 0.05)
 VENTRICLE_AGES = (0.0, 12.0, 60.0)
 VENTRICLE_SCALE = (1.0 / 1.89, 1.0, 1.0)
 
+#: Local white-matter maturation curves (relative intensity by age) that set how a WM
+#: position ahead of or behind the brain average differs from it: monotone, crossing GM
+#: (0.50) at 7.5 months with no plateau (generator version 1's profiles). The brain average
+#: itself follows ``CONTRAST_PROFILES`` (with the 6-9 month plateau): regions cross GM at
+#: different ages, so the average stays isointense while regional contrast remains.
+LOCAL_AGES = (0.0, 3.0, 6.0, 7.5, 9.0, 12.0, 24.0, 60.0)
+LOCAL_WM = {"t1": (0.28, 0.33, 0.46, 0.50, 0.54, 0.66, 0.72, 0.75),
+            "t2": (0.72, 0.66, 0.54, 0.50, 0.46, 0.36, 0.33, 0.31)}
+
 MAX_AGE_MONTHS = 60.0
 LABEL_SCHEME = "tissue4"
 PARCELLATION_SCHEME = "tissue_sectors"
@@ -167,17 +176,23 @@ def tissue_means(modality: str, age_months: float) -> dict:
     return {k: float(np.interp(age_months, CONTRAST_AGES, v)) for k, v in prof.items()}
 
 
-def myelin_lead(central, posterior, inferior, lead_months: float = MYELIN_LEAD_MONTHS):
-    """Myelination lead (months) of a position: ``lead_months * clip(w . (c, p, i), -1, 1)``.
-
-    Args:
-        central: 1 at the brain centre, -1 at its (ellipsoidal) surface.
-        posterior: 1 at the back of the brain, -1 at the front.
-        inferior: 1 at the bottom of the brain, -1 at the top.
-        lead_months: the largest lead (and lag).
-    """
+def _maturity(rel):
+    """``w . (central, posterior, inferior)`` of normalised template positions ``rel``
+    (``(x - centre) / half extent``, shape ``[3, N]``): central = 1 - 2 * radius (1 at the
+    centre, -1 at the ellipsoidal surface), posterior = -y, inferior = -z."""
+    r = np.sqrt(np.sum(rel * rel, axis=0))
     w = MYELIN_WEIGHTS
-    return lead_months * np.clip(w[0] * central + w[1] * posterior + w[2] * inferior, -1, 1)
+    return w[0] * (1.0 - 2.0 * np.clip(r, 0.0, 1.0)) - w[1] * rel[1] - w[2] * rel[2]
+
+
+def myelin_lead(rel, centre: float, scale: float,
+                lead_months: float = MYELIN_LEAD_MONTHS) -> np.ndarray:
+    """Myelination lead (months) of normalised template positions ``rel`` (``[3, N]``):
+    ``lead_months * clip((maturity - centre) / scale, -1, 1)``, where ``centre`` is the
+    median maturity of the template's white matter and ``scale`` the 95th percentile of
+    ``|maturity - centre|`` there: the median WM position has lead 0 and the 5 % most
+    advanced / delayed WM is ``lead_months`` ahead / behind."""
+    return lead_months * np.clip((_maturity(rel) - centre) / scale, -1.0, 1.0)
 
 
 @functools.lru_cache(maxsize=2)
@@ -250,9 +265,16 @@ def _anatomy(resolution: int) -> dict:
     zs = aff[2, 2] * idx[:, 2] + aff[2, 3]
     y_edges = np.quantile(ys, np.linspace(0, 1, SECTOR_GRID[1] + 1)[1:-1])
     z_edges = np.quantile(zs, np.linspace(0, 1, SECTOR_GRID[2] + 1)[1:-1])
+    # centre and scale of the myelination lead over the template's white matter
+    widx = np.argwhere(brain & (wm > 0.5))
+    wmm = aff[:3, :3] @ widx.T + aff[:3, 3, None]
+    maturity = _maturity((wmm - centre[:, None]) / half[:, None])
+    lead_centre = float(np.median(maturity))
+    lead_scale = float(np.quantile(np.abs(maturity - lead_centre), 0.95))
     return {"voxel": vs, "centre": centre, "half": half, "box": box, "vent_sd": sd,
             "vent_sorted": np.sort(sd.ravel()), "vent_voxels": int(v.sum()),
-            "y_edges": y_edges, "z_edges": z_edges}
+            "y_edges": y_edges, "z_edges": z_edges, "lead_centre": lead_centre,
+            "lead_scale": lead_scale}
 
 
 def _resize_ventricles(gm, wm, mask, anat, factor):
@@ -310,7 +332,7 @@ def synth_subject(age_months: float, spacing: float = 2.0, seed=0, *,
                   maturation_sd: float = MATURATION_SD_MONTHS,
                   bias_amplitude: float = 0.12, noise_std: tuple = (0.01, 0.03),
                   blur_voxels: float = 0.5, scalp: bool = True,
-                  parcellation: bool = False) -> dict:
+                  parcellation: bool = False, fractions: bool = False) -> dict:
     """Generate one synthetic infant head (see the module docstring for the model).
 
     Args:
@@ -337,10 +359,13 @@ def synth_subject(age_months: float, spacing: float = 2.0, seed=0, *,
         blur_voxels: Gaussian partial-volume blur sigma in output voxels.
         scalp: add a scalp layer (non-zero head intensity outside the skull).
         parcellation: also return ``parc`` (scheme ``tissue_sectors``).
+        fractions: also return ``fractions``, float32 ``[X, Y, Z, 3]``: the CSF, GM and WM
+            fractions the intensities were mixed from (before blur, bias and noise).
 
     Returns:
         dict with ``t1``, ``t2`` (float32, 0–~1000), ``label`` (uint8, tissue4), ``mask``,
-        ``skull`` (uint8), optionally ``parc`` (uint8), ``affine`` (4x4 RAS, voxel -> mm),
+        ``skull`` (uint8), optionally ``parc`` (uint8) and ``fractions``, ``affine`` (4x4 RAS,
+        voxel -> mm),
         ``age_months``, ``spacing`` and ``params`` (the subject's drawn parameters).
     """
     if not 0.0 <= float(age_months) <= MAX_AGE_MONTHS:
@@ -453,9 +478,8 @@ def synth_subject(age_months: float, spacing: float = 2.0, seed=0, *,
     wsel = np.flatnonzero(wm_w)
     wm_w = wm_w.ravel()[wsel]
     wsum = float(wm_w.sum())
-    rel = (xyz[:, wsel] - centre[:, None]) / half_t[:, None]
-    r = np.sqrt(np.sum(rel * rel, axis=0))
-    lead = myelin_lead(1.0 - 2.0 * np.clip(r, 0.0, 1.0), -rel[1], -rel[2], myelin_lead_months)
+    lead = myelin_lead((xyz[:, wsel] - centre[:, None]) / half_t[:, None], anat["lead_centre"],
+                       anat["lead_scale"], myelin_lead_months)
 
     images = {}
     for mod in ("t1", "t2"):
@@ -463,13 +487,13 @@ def synth_subject(age_months: float, spacing: float = 2.0, seed=0, *,
         gain = float(np.exp(rng.normal(0.0, 0.04)))
         jit = {k: means[k] * gain * float(np.exp(rng.normal(0.0, 0.04)))
                for k in ("csf", "skull", "scalp")}
-        prof = CONTRAST_PROFILES[mod]["wm"]
         a_eff = age + params["maturation_offset"]
-        local = np.interp(a_eff + lead, CONTRAST_AGES, prof)
-        target = float(np.interp(a_eff, CONTRAST_AGES, prof))
-        local += target - float((local * wm_w).sum()) / wsum   # brain average on the profile
+        # regional deviation from the local curve, around the brain-average profile
+        local = np.interp(a_eff + lead, LOCAL_AGES, LOCAL_WM[mod])
+        local -= float((local * wm_w).sum()) / wsum
+        target = float(np.interp(a_eff, CONTRAST_AGES, CONTRAST_PROFILES[mod]["wm"]))
         wm_int = np.full(shape, target, np.float32)
-        wm_int.ravel()[wsel] = local
+        wm_int.ravel()[wsel] = target + local
         img = (csf * jit["csf"] + gm * (means["gm"] * gain) + wm * (wm_int * gain)) * brain
         img = img + extra * jit["csf"] + skull * jit["skull"] + scalp_m * jit["scalp"]
         img = ndimage.gaussian_filter(img.astype(np.float32), blur_voxels)
@@ -495,6 +519,9 @@ def synth_subject(age_months: float, spacing: float = 2.0, seed=0, *,
         sec = sector_index(*(c.reshape(shape)[crop] for c in xyz), anat)
         lab = out["label"].astype(np.int32)
         out["parc"] = np.where(lab > 0, (lab - 1) * N_SECTORS + sec, 0).astype(np.uint8)
+    if fractions:
+        frac = np.stack([csf * brain + extra, gm * brain, wm * brain], axis=-1)
+        out["fractions"] = frac[crop].astype(np.float32)
     return out
 
 
