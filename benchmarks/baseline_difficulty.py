@@ -20,6 +20,8 @@ to <= 0.65 in the isointense band (6-9 months)?
 
 Last lines: ``isointense (6-9 months) intensity baseline mean Dice: X`` and
 ``ratio intensity/atlas: X`` (the two baselines' mean Dice in the 6-9 month band).
+``--synth KEY=VALUE`` passes options to ``synth_subject`` (sensitivity of the figures to the
+cohort's settings; the defaults are the cohort's).
 Tiny (the test): ``--per_band 3 --test_per_band 1 --spacing 4 --bands 0-5,6-9``
 """
 
@@ -52,6 +54,20 @@ def parse_bands(text):
     return bands
 
 
+def parse_synth(items):
+    out = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        try:
+            nums = tuple(float(v) for v in value.split(","))
+        except ValueError:
+            raise SystemExit(f"error: --synth {item!r}: VALUE must be numbers") from None
+        if not key or not value:
+            raise SystemExit(f"error: --synth {item!r}: use KEY=VALUE")
+        out[key] = nums[0] if len(nums) == 1 else nums
+    return out
+
+
 def held_out(n, k):
     """Indices of ``k`` of ``n`` subjects spread inside the band (not its edges if possible)."""
     if not 0 < k < n:
@@ -67,10 +83,12 @@ def load(row, modalities=("t1", "t2")):
     return x, y
 
 
-def mean_dice(ref, pred):
+def tissue_dice(ref, pred):
+    """Dice of CSF, GM, WM (in that order)."""
     from tfneuro.metrics import dice_score
 
-    return float(np.mean(list(dice_score(ref, pred, labels=list(TISSUES)).values())))
+    d = dice_score(ref, pred, labels=list(TISSUES))
+    return np.array([d[t] for t in TISSUES])
 
 
 def main(argv=None):
@@ -85,8 +103,12 @@ def main(argv=None):
     p.add_argument("--model", default="qda", choices=("qda", "gnb"))
     p.add_argument("--opening", type=int, default=1, help="opening radius (voxels), 0: none")
     p.add_argument("--atlas_method", default="bbox", choices=("bbox", "moments"))
+    p.add_argument("--synth", action="append", default=[], metavar="KEY=VALUE",
+                   help="synth_subject keyword (repeatable; VALUE a number or comma-separated "
+                        "numbers, e.g. noise_std=0.02,0.05) to measure the cohort's sensitivity")
     args = p.parse_args(argv)
     bands = parse_bands(args.bands)
+    synth_kwargs = parse_synth(args.synth)
     test_idx = held_out(args.per_band, args.test_per_band)
 
     from tfneuro.data import synth
@@ -103,35 +125,43 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as tmp:
         out = args.out or os.path.join(tmp, "cohort")
         synth.make_cohort(out, len(ages), ages=ages, spacing=args.spacing, seed=args.seed,
-                          show_progress=False)
+                          show_progress=False, **synth_kwargs)
         df = read_cohort(os.path.join(out, "cohort.csv"))
         data = [load(r) for r in df.to_dict("records")]
     gen = df["generator"].iloc[0] if "generator" in df.columns else "tfneuro-synth/1"
     print(f"cohort: {len(ages)} subjects ({gen}), {args.spacing:g} mm, seed {args.seed}, "
-          f"{sum(is_test)} held out [{time.time() - t0:.0f} s, load {load_average()}]")
+          f"{sum(is_test)} held out, synth_subject options {synth_kwargs or 'default'} "
+          f"[{time.time() - t0:.0f} s, load {load_average()}]")
 
     train = [d for d, t in zip(data, is_test) if not t]
     model = fit_intensity_baseline([x for x, _ in train], [y for _, y in train],
                                    model=args.model, opening=args.opening)
-    rows, scores = [], {}
+    rows, tissue_rows, scores = [], [], {}
     for i in np.flatnonzero(is_test):
         x, y = data[i]
-        s = {"intensity": mean_dice(y, model.predict(x)),
-             "raw": mean_dice(y, model.predict(x, postprocess=False)),
-             "atlas": mean_dice(y, atlas_baseline([x for x, _ in train], [y for _, y in train],
-                                                  x, method=args.atlas_method))}
+        s = {"intensity": tissue_dice(y, model.predict(x)),
+             "raw": tissue_dice(y, model.predict(x, postprocess=False)),
+             "atlas": tissue_dice(y, atlas_baseline([x for x, _ in train], [y for _, y in train],
+                                                    x, method=args.atlas_method))}
         scores.setdefault(band_of[i], []).append((ages[i], s))
     for b, (lo, hi) in enumerate(bands):
         got = scores.get(b, [])
-        mean = {k: float(np.mean([s[k] for _, s in got])) for k in ("intensity", "raw", "atlas")}
-        rows.append([f"{lo:g}-{hi:g}", len(got), ", ".join(f"{a:g}" for a, _ in got),
+        per = {k: np.mean([s[k] for _, s in got], axis=0) for k in ("intensity", "raw", "atlas")}
+        mean = {k: float(v.mean()) for k, v in per.items()}
+        name = f"{lo:g}-{hi:g}"
+        rows.append([name, len(got), ", ".join(f"{a:g}" for a, _ in got),
                      fmt(mean["intensity"], 3), fmt(mean["raw"], 3), fmt(mean["atlas"], 3)])
+        tissue_rows.append([name] + [" / ".join(f"{v:.3f}" for v in per[k])
+                                     for k in ("intensity", "atlas")])
         scores[b] = mean
     print(f"baselines fitted on {len(train)} training subjects of all bands "
           f"({args.model}, opening {args.opening}; atlas {args.atlas_method}) "
           f"[{time.time() - t0:.0f} s]")
     print(table(rows, ["band (months)", "held out", "ages", "intensity mean Dice",
                        "intensity raw", "atlas mean Dice"]))
+    print()
+    print(table(tissue_rows, ["band (months)", "intensity CSF / GM / WM",
+                              "atlas CSF / GM / WM"]))
     iso = [b for b, (lo, hi) in enumerate(bands) if (lo, hi) == ISO_BAND]
     b = iso[0] if iso else 0
     label = f"{bands[b][0]:g}-{bands[b][1]:g} months"
