@@ -22,10 +22,11 @@ For each subject we:
    CSF layer between brain and skull, both largest at 4-7 months (:func:`extra_axial_mm`);
 5. draw intensities from age-dependent contrast profiles (:data:`CONTRAST_PROFILES`, brain
    averages, with an isointense phase at 6-9 months) and a spatial myelination gradient:
-   white matter at a position takes the profile's value at ``age + lead(x)``, where
-   ``lead`` is up to :data:`MYELIN_LEAD_MONTHS` ahead centrally / posteriorly / inferiorly and
-   as much behind peripherally / anteriorly / superiorly (:func:`myelin_lead`), re-centred so
-   the brain-average WM intensity stays on the profile;
+   a white-matter position is ``lead(x)`` months ahead of the median WM position (up to
+   :data:`MYELIN_LEAD_MONTHS` centrally / posteriorly / inferiorly, as much behind
+   peripherally / anteriorly / superiorly; :func:`myelin_lead`) and deviates from the brain
+   average as the local maturation curve (:data:`LOCAL_WM`) at ``age + lead(x)`` deviates
+   from its WM mean, so the brain average stays on the profile;
 6. add a neurocranium (skull) shell whose thickness grows with age
    (:func:`skull_thickness_mm`) and an optional scalp layer;
 7. mix intensities by tissue probability (partial volume), blur, multiply by a smooth bias
@@ -97,8 +98,8 @@ CONTRAST_PROFILES = {
     },
 }
 
-#: Largest myelination lead/lag (months) of a white-matter position relative to the brain
-#: average. Barkovich et al., Radiology 1988 (as tabulated by the radiology teaching pages
+#: Largest myelination lead/lag (months) of a white-matter position relative to the median
+#: WM position. Barkovich et al., Radiology 1988 (as tabulated by the radiology teaching pages
 #: cited in docs/synthetic_cohort.md): T1w myelination appears in central occipital WM at
 #: 3-5 months and in peripheral frontal WM at 7-11 months, on T2w at 9-14 and 14-18 months:
 #: about +-3 months around the middle in both. Principles (same sources): central before
@@ -364,9 +365,9 @@ def synth_subject(age_months: float, spacing: float = 2.0, seed=0, *,
 
     Returns:
         dict with ``t1``, ``t2`` (float32, 0–~1000), ``label`` (uint8, tissue4), ``mask``,
-        ``skull`` (uint8), optionally ``parc`` (uint8) and ``fractions``, ``affine`` (4x4 RAS,
-        voxel -> mm),
-        ``age_months``, ``spacing`` and ``params`` (the subject's drawn parameters).
+        ``skull`` (uint8), optionally ``parc`` (uint8) and ``fractions``, ``affine`` (4x4
+        RAS, voxel -> mm), ``age_months``, ``spacing`` and ``params`` (the subject's drawn
+        parameters).
     """
     if not 0.0 <= float(age_months) <= MAX_AGE_MONTHS:
         raise InputError("age_months", f"{age_months} is outside 0–{MAX_AGE_MONTHS:g} months")
@@ -575,7 +576,7 @@ def make_cohort(out_dir, n_subjects: int, ages=None, spacing: float = 2.0, seed:
         ages = ages * n
     if len(ages) != n:
         raise InputError("--ages", f"{len(ages)} ages given for {n} subjects "
-                                   "(give one age, or one per subject)")
+                         "(give one age, or one per subject)")
     bad = [a for a in ages if not 0.0 <= a <= MAX_AGE_MONTHS]
     if bad:
         raise InputError("--ages", f"{bad} outside 0–{MAX_AGE_MONTHS:g} months")
