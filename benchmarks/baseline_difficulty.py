@@ -20,7 +20,8 @@ to <= 0.65 in the isointense band (6-9 months)?
 
 Last lines: ``isointense (6-9 months) intensity baseline mean Dice: X`` and
 ``ratio intensity/atlas: X`` (the two baselines' mean Dice in the 6-9 month band).
-``--synth KEY=VALUE`` passes options to ``synth_subject`` (sensitivity of the figures to the
+``--cohort CSV`` evaluates on an existing cohort's own train/test split instead (held-out
+subjects grouped into the same bands). ``--synth KEY=VALUE`` passes options to ``synth_subject`` (sensitivity of the figures to the
 cohort's settings; the defaults are the cohort's).
 Tiny (the test): ``--per_band 3 --test_per_band 1 --spacing 4 --bands 0-5,6-9``
 """
@@ -68,6 +69,13 @@ def parse_synth(items):
     return out
 
 
+def band_index(age, bands):
+    """The band an age falls in: band i covers [lo_i, lo_(i+1)) (the last one up to its hi),
+    so ages between two bands' listed months (e.g. 5.5) count with the lower band."""
+    starts = [lo for lo, _ in bands]
+    return max(0, int(np.searchsorted(starts, age, side="right")) - 1)
+
+
 def held_out(n, k):
     """Indices of ``k`` of ``n`` subjects spread inside the band (not its edges if possible)."""
     if not 0 < k < n:
@@ -94,6 +102,9 @@ def tissue_dice(ref, pred):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default=None, help="cohort directory (default: a temporary one)")
+    p.add_argument("--cohort", default=None,
+                   help="evaluate on this existing cohort CSV's own train/test split instead "
+                        "of generating one (e.g. the quick start's OUT/cohort/cohort.csv)")
     p.add_argument("--bands", default="0-5,6-9,10-17,18-35,36-60",
                    help="age bands in months, lo-hi comma-separated")
     p.add_argument("--per_band", type=int, default=8, help="subjects per band")
@@ -109,52 +120,62 @@ def main(argv=None):
     args = p.parse_args(argv)
     bands = parse_bands(args.bands)
     synth_kwargs = parse_synth(args.synth)
-    test_idx = held_out(args.per_band, args.test_per_band)
+    test_idx = None if args.cohort else held_out(args.per_band, args.test_per_band)
 
     from tfneuro.data import synth
     from tfneuro.data.cohort import read_cohort
     from tfneuro.evaluation.baselines import atlas_baseline, fit_intensity_baseline
 
     t0 = time.time()
-    ages, band_of, is_test = [], [], []
-    for b, (lo, hi) in enumerate(bands):
-        for j, a in enumerate(np.linspace(lo, hi, args.per_band)):
-            ages.append(round(float(a), 2))
-            band_of.append(b)
-            is_test.append(j in test_idx)
-    with tempfile.TemporaryDirectory() as tmp:
-        out = args.out or os.path.join(tmp, "cohort")
-        synth.make_cohort(out, len(ages), ages=ages, spacing=args.spacing, seed=args.seed,
-                          show_progress=False, **synth_kwargs)
-        df = read_cohort(os.path.join(out, "cohort.csv"))
+    if args.cohort:
+        df = read_cohort(args.cohort)
+        df = df[df["split"].isin(["train", "test"])].reset_index(drop=True)
+        ages = [float(a) for a in df["age_months"]]
+        is_test = [s == "test" for s in df["split"]]
         data = [load(r) for r in df.to_dict("records")]
+        what = f"{args.cohort} (its own train/test split)"
+    else:
+        ages, is_test = [], []
+        for lo, hi in bands:
+            for j, a in enumerate(np.linspace(lo, hi, args.per_band)):
+                ages.append(round(float(a), 2))
+                is_test.append(j in test_idx)
+        with tempfile.TemporaryDirectory() as tmp:
+            out = args.out or os.path.join(tmp, "cohort")
+            synth.make_cohort(out, len(ages), ages=ages, spacing=args.spacing, seed=args.seed,
+                              show_progress=False, **synth_kwargs)
+            df = read_cohort(os.path.join(out, "cohort.csv"))
+            data = [load(r) for r in df.to_dict("records")]
+        what = (f"{args.spacing:g} mm, seed {args.seed}, synth_subject options "
+                f"{synth_kwargs or 'default'}")
     gen = df["generator"].iloc[0] if "generator" in df.columns else "tfneuro-synth/1"
-    print(f"cohort: {len(ages)} subjects ({gen}), {args.spacing:g} mm, seed {args.seed}, "
-          f"{sum(is_test)} held out, synth_subject options {synth_kwargs or 'default'} "
+    print(f"cohort: {len(ages)} subjects ({gen}), {what}, {sum(is_test)} held out "
           f"[{time.time() - t0:.0f} s, load {load_average()}]")
 
     train = [d for d, t in zip(data, is_test) if not t]
     model = fit_intensity_baseline([x for x, _ in train], [y for _, y in train],
                                    model=args.model, opening=args.opening)
-    rows, tissue_rows, scores = [], [], {}
+    scores = {}
     for i in np.flatnonzero(is_test):
         x, y = data[i]
         s = {"intensity": tissue_dice(y, model.predict(x)),
              "raw": tissue_dice(y, model.predict(x, postprocess=False)),
              "atlas": tissue_dice(y, atlas_baseline([x for x, _ in train], [y for _, y in train],
                                                     x, method=args.atlas_method))}
-        scores.setdefault(band_of[i], []).append((ages[i], s))
-    for b, (lo, hi) in enumerate(bands):
-        got = scores.get(b, [])
+        scores.setdefault(band_index(ages[i], bands), []).append((ages[i], s))
+    rows, tissue_rows, means = [], [], {}
+    names = [f"{lo:g}-{hi:g}" for lo, hi in bands]
+    for b in sorted(scores) + ["all"]:
+        got = scores[b] if b != "all" else [g for v in scores.values() for g in v]
         per = {k: np.mean([s[k] for _, s in got], axis=0) for k in ("intensity", "raw", "atlas")}
-        mean = {k: float(v.mean()) for k, v in per.items()}
-        name = f"{lo:g}-{hi:g}"
+        means[b] = {k: float(v.mean()) for k, v in per.items()}
+        name = names[b] if b != "all" else "all held out"
         rows.append([name, len(got), ", ".join(f"{a:g}" for a, _ in got),
-                     fmt(mean["intensity"], 3), fmt(mean["raw"], 3), fmt(mean["atlas"], 3)])
+                     fmt(means[b]["intensity"], 3), fmt(means[b]["raw"], 3),
+                     fmt(means[b]["atlas"], 3)])
         tissue_rows.append([name] + [" / ".join(f"{v:.3f}" for v in per[k])
                                      for k in ("intensity", "atlas")])
-        scores[b] = mean
-    print(f"baselines fitted on {len(train)} training subjects of all bands "
+    print(f"baselines fitted on {len(train)} training subjects of all ages "
           f"({args.model}, opening {args.opening}; atlas {args.atlas_method}) "
           f"[{time.time() - t0:.0f} s]")
     print(table(rows, ["band (months)", "held out", "ages", "intensity mean Dice",
@@ -162,12 +183,15 @@ def main(argv=None):
     print()
     print(table(tissue_rows, ["band (months)", "intensity CSF / GM / WM",
                               "atlas CSF / GM / WM"]))
-    iso = [b for b, (lo, hi) in enumerate(bands) if (lo, hi) == ISO_BAND]
-    b = iso[0] if iso else 0
-    label = f"{bands[b][0]:g}-{bands[b][1]:g} months"
-    print(f"isointense ({label}) intensity baseline mean Dice: {scores[b]['intensity']:.4f}")
-    print(f"ratio intensity/atlas: {scores[b]['intensity'] / scores[b]['atlas']:.4f}")
-
+    iso = [b for b, band in enumerate(bands) if band == ISO_BAND and b in scores]
+    if iso:
+        b = iso[0]
+        print(f"isointense (6-9 months) intensity baseline mean Dice: "
+              f"{means[b]['intensity']:.4f}")
+    else:
+        b = "all"
+        print("isointense (6-9 months): no held-out subject; ratio over all held-out subjects")
+    print(f"ratio intensity/atlas: {means[b]['intensity'] / means[b]['atlas']:.4f}")
 
 if __name__ == "__main__":
     main()
