@@ -4,7 +4,9 @@ Example:
     python experiments/make_synthetic_cohort.py --out /tmp/synth --subjects 10 --spacing 2
     python experiments/make_synthetic_cohort.py --out /tmp/synth --subjects 3 --ages 2,7.5,24
 
-See tfneuro/data/synth.py for the model (age-dependent size, contrast, skull thickness).
+See tfneuro/data/synth.py and docs/synthetic_cohort.md for the model (age-dependent size,
+contrast with an isointense phase and a myelination gradient, anatomy varying per subject,
+skull thickness).
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ flags.DEFINE_list("ages", None, "Ages in months (0-60): one per subject, or one 
 flags.DEFINE_float("spacing", 2.0, "Isotropic voxel size in mm.")
 flags.DEFINE_integer("seed", 0, "Cohort seed (subject i uses SeedSequence([seed, i])).")
 flags.DEFINE_string("montage", None, "Optional PNG: mid-axial T1/T2/labels/skull per subject.")
+flags.DEFINE_bool("parcellation", False, "Also write a parcellation (label scheme "
+                  "tissue_sectors: CSF/GM/WM x 24 template-space sectors; column parcellation).")
 
 
 def main(argv):
@@ -39,7 +43,7 @@ def main(argv):
     from tfneuro.data import synth
 
     df = synth.make_cohort(FLAGS.out, FLAGS.subjects, ages=ages, spacing=FLAGS.spacing,
-                           seed=FLAGS.seed)
+                           seed=FLAGS.seed, parcellation=FLAGS.parcellation)
     print(f"wrote {len(df)} subjects to {os.path.join(FLAGS.out, 'cohort.csv')}")
     print(df["split"].value_counts().to_string())
     if FLAGS.montage:

@@ -76,3 +76,33 @@ def test_xla_training_step_tiny():
                      "--filters", "2", "--steps", "1", "--runs", "3")
     last_ratio(out, "xla/no_xla")
     assert "GPU half: not available" in out and "infinet" in out
+
+
+def test_baseline_difficulty_tiny():
+    """The summary lines repeat the 6-9 band's row of the table (3 decimals there).
+    Seen failing: with the ratio computed as atlas/intensity the ratio check failed."""
+    out = run_script("baseline_difficulty.py", "--per_band", "3", "--test_per_band", "1",
+                     "--spacing", "4", "--bands", "0-5,6-9")
+    ratio = last_ratio(out, "intensity/atlas")
+    row = [s for s in out.splitlines() if s.startswith("| 6-9 |")][0].split("|")
+    intensity, atlas = float(row[4]), float(row[6])
+    iso = float(re.search(r"isointense \(6-9 months\) intensity baseline mean Dice: ([0-9.]+)",
+                          out).group(1))
+    assert iso == pytest.approx(intensity, abs=6e-4)
+    assert ratio == pytest.approx(intensity / atlas, rel=2e-3)
+
+
+def test_synth_cohort_stats_tiny():
+    """Against HEAD's generator (a ref every checkout has). The ratio matches the medians
+    in the table (3 decimals). Seen failing: with the ratio computed v1/v2 it printed 1.0535
+    against 0.950 from the table."""
+    out = run_script("synth_cohort_stats.py", "--runs", "2", "--cv_subjects", "2",
+                     "--contrast_seeds", "1", "--spacing", "4", "--ages", "7.5",
+                     "--baseline_ref", "HEAD")
+    ratio = last_ratio(out, "v2/v1")
+    speed = [r for r in out.splitlines() if r.startswith("| v")][:2]   # the first table
+    med = {r.split("|")[1].strip(): float(r.split("|")[2]) for r in speed}
+    v1 = [v for k, v in med.items() if k.startswith("v1")][0]
+    v2 = [v for k, v in med.items() if k.startswith("v2")][0]
+    assert ratio == pytest.approx(v2 / v1, rel=0.05, abs=0.01)
+    assert "coefficient of variation" in out and "| 7.5 |" in out

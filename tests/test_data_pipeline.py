@@ -122,7 +122,7 @@ def test_cache_decodes_once_in_total(synth_cohort, monkeypatch):
 
 
 def test_patch_shapes_and_class_balance(synth_cohort):
-    kw = dict(patch_size=(16, 16, 16), patches_per_volume=16, modalities=("t1", "t2"),
+    kw = dict(patch_size=(16, 16, 16), patches_per_volume=64, modalities=("t1", "t2"),
               shuffle=False, seed=5)
     bal = patch_dataset(synth_cohort, class_balanced=True, **kw)
     uni = patch_dataset(synth_cohort, class_balanced=False, crop_to=None, **kw)
@@ -133,9 +133,12 @@ def test_patch_shapes_and_class_balance(synth_cohort):
     def csf_centres(ds):
         return sum(int(y.numpy()[8, 8, 8] == 1) for _, y in ds)
 
-    # CSF is ~3 % of the head; balanced sampling centres ~1/4 of the patches on it.
+    # Balanced sampling centres ~1/4 of the 256 patches on CSF (one of 4 classes; binomial SD
+    # 6.9, a few less where a centre near the edge is clipped), uniform sampling only as often
+    # as CSF occurs where centres can fall (~8 % in the tfneuro-synth/2 fixture, which has
+    # extra-axial and wider sulcal CSF; ~3 % in version 1).
     n_bal, n_uni = csf_centres(bal), csf_centres(uni)
-    assert n_bal >= 8 and n_bal > 3 * max(n_uni, 1), (n_bal, n_uni)
+    assert n_bal >= 64 - 3 * 6.9 and n_bal > 2 * max(n_uni, 1), (n_bal, n_uni)
 
 
 def test_volume_dataset_shapes_and_content(synth_cohort):

@@ -9,7 +9,7 @@ from tfneuro.io.labels import GROUPINGS, LabelScheme, get_scheme, list_schemes, 
 
 def test_list_and_names():
     assert list_schemes() == ["drawem87", "drawem9", "iseg2017", "mrbrains13", "neobrains12",
-                              "neurocranium", "tissue4"]
+                              "neurocranium", "tissue4", "tissue_sectors"]
     assert get_scheme("tissue4").names == ("background", "CSF", "GM", "WM")
     assert get_scheme("drawem9").num_classes == 10
     d9 = get_scheme("drawem9").names
@@ -73,3 +73,17 @@ def test_custom_scheme_and_bad_definition():
     np.testing.assert_array_equal(s.to_raw(np.array([1, 0])), [5, 0])
     with pytest.raises(ValueError):
         LabelScheme("broken", ("bg",), {0: 0, 1: 1})
+
+
+def test_tissue_sectors_scheme():
+    """72 sector classes + background: class 1 + (t - 1) * 24 + (k - 1) is tissue t, sector k
+    (written out by hand here), and the grouping to tissue4 maps each to its tissue.
+    Seen failing: with the grouping written ``(c - 1) // N_SECTORS`` (no +1) every class went
+    one tissue down."""
+    s = get_scheme("tissue_sectors")
+    assert s.num_classes == 73 and s.names[0] == "background"
+    assert (s.names[1], s.names[24], s.names[25], s.names[36], s.names[72]) == (
+        "CSF sector 1", "CSF sector 24", "GM sector 1", "GM sector 12", "WM sector 24")
+    ids = np.array([0, 1, 24, 25, 36, 48, 49, 72])
+    np.testing.assert_array_equal(regroup(ids, "tissue_sectors", "tissue4"),
+                                  [0, 1, 1, 2, 2, 2, 3, 3])

@@ -2,9 +2,9 @@
 
 A cohort is a pandas DataFrame (a CSV on disk) with the columns ``subject, t1, t2, label,
 age_months, split``. ``t2``, ``label`` and ``age_months`` may be empty; extra columns (e.g.
-``mask``, ``skull``, ``weights``) are kept. In a CSV, relative paths are relative to the CSV's
-directory; :func:`read_cohort` returns them absolute and :func:`write_cohort` writes them
-relative to the CSV when they lie below it.
+``mask``, ``skull``, ``weights``, ``parcellation``) are kept. In a CSV, relative paths are
+relative to the CSV's directory; :func:`read_cohort` returns them absolute and
+:func:`write_cohort` writes them relative to the CSV when they lie below it.
 
 Builders from directory layouts (dHCP, iSeg-2017, M-CRIB, glob patterns) are in
 :mod:`tfneuro.data.builders`.
@@ -23,7 +23,7 @@ from tfneuro.utils.atomic import atomic_path
 COLUMNS = ("subject", "t1", "t2", "label", "age_months", "split")
 PATH_COLUMNS = ("t1", "t2", "label")
 #: Extra columns that, when present, also hold file paths (resolved and checked like t1).
-EXTRA_PATH_COLUMNS = ("mask", "skull", "weights")
+EXTRA_PATH_COLUMNS = ("mask", "skull", "weights", "parcellation")
 SPLITS = ("train", "val", "test")
 
 
@@ -183,7 +183,8 @@ def _check_file(path, column, deep):
     if deep:
         from tfneuro.io import load_volume
 
-        load_volume(path, kind="label" if column in ("label", "mask", "skull") else "image")
+        load_volume(path, kind="label" if column in ("label", "mask", "skull", "parcellation")
+                    else "image")
         return
     import nibabel as nib
 

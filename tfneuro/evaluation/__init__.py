@@ -1,10 +1,16 @@
-"""Evaluation tables (and, beside them, the baselines every score is compared with).
+"""Evaluation tables and the baselines every score is reported beside.
 
 Part of the apps layer: it may use everything below it (data, models, inference, ...).
 
 - :mod:`tfneuro.evaluation.tables`: ``evaluate_subjects`` (predict -> labels -> Dice,
   precision, HD95, MSD per class and subject, with a post-processing hook),
-  ``mean_foreground_dice``, ``write_results``, ``print_summary``.
+  ``mean_foreground_dice``, ``write_results``, ``print_summary``;
+- :mod:`tfneuro.evaluation.baselines`: intensity, atlas and nearest-labelled-slice baselines
+  (numpy / scipy / scikit-image only);
+- :mod:`tfneuro.evaluation.compare`: the baselines' rows of a results table, fitted on the
+  same training subjects as the model, and the model's skill over the best of them.
+
+Names are resolved lazily: importing the package imports no TensorFlow.
 """
 
 from tfneuro.utils.lazy import lazy_exports
@@ -14,6 +20,8 @@ _EXPORTS = {
     "mean_foreground_dice": "tables",
     "write_results": "tables",
     "print_summary": "tables",
+    "baseline_tables": "compare",
+    "skill_summary": "compare",
 }
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)

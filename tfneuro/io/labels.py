@@ -24,10 +24,15 @@ Schemes:
   background, as in the challenge's own evaluation labels. Classes in tissue4 order.
 - ``neurocranium``: NEC-NET (paper 000) binary skull mask, 0 background, 1 neurocranium (the
   synthetic cohort's ``skull`` files).
+- ``tissue_sectors``: the synthetic cohort's optional parcellation (issue 14, part 4): each
+  tissue4 tissue split into :data:`N_SECTORS` sectors of the template space (``SECTOR_GRID``:
+  2 hemispheres x 4 anterior-posterior x 3 inferior-superior bins; the geometry lives in
+  :func:`tfneuro.data.synth.sector_index`). Class ``1 + (t - 1) * N_SECTORS + (k - 1)`` is
+  tissue ``t`` (1 CSF, 2 GM, 3 WM), sector ``k``, named e.g. ``"GM sector 12"``; 0 background.
 
 :func:`regroup` converts class ids between schemes where a grouping is defined
 (``neobrains12 -> mrbrains13`` with the same grouping; ``iseg2017``/``mrbrains13`` ->
-``tissue4``, identity on class ids).
+``tissue4``, identity on class ids; ``tissue_sectors -> tissue4``, each sector to its tissue).
 """
 
 from __future__ import annotations
@@ -40,7 +45,8 @@ import numpy as np
 
 from tfneuro.errors import InputError
 
-__all__ = ["LabelScheme", "get_scheme", "list_schemes", "regroup", "GROUPINGS"]
+__all__ = ["LabelScheme", "get_scheme", "list_schemes", "regroup", "GROUPINGS", "N_SECTORS",
+           "SECTOR_GRID"]
 
 
 def _key(name: str) -> str:
@@ -188,6 +194,14 @@ def _identity(n: int) -> dict:
     return {i: i for i in range(n)}
 
 
+#: Sectors of the ``tissue_sectors`` scheme: hemispheres x anterior-posterior x
+#: inferior-superior bins.
+SECTOR_GRID = (2, 4, 3)
+N_SECTORS = SECTOR_GRID[0] * SECTOR_GRID[1] * SECTOR_GRID[2]
+_SECTORS = ("background",) + tuple(f"{t} sector {k}" for t in _TISSUE4[1:]
+                                   for k in range(1, N_SECTORS + 1))
+
+
 _SCHEMES = {
     "tissue4": LabelScheme("tissue4", _TISSUE4, _identity(4),
                            "0 background, 1 CSF, 2 GM, 3 WM (synthetic cohort; iSeg-2017 after remap)"),
@@ -205,6 +219,9 @@ _SCHEMES = {
                               "CoGM+BGT->GM, WM+WML->WM, Vent+CSF->CSF', CB and BS -> background"),
     "neurocranium": LabelScheme("neurocranium", ("background", "neurocranium"), _identity(2),
                                 "NEC-NET (paper 000) binary neurocranium mask: 0 background, 1 skull"),
+    "tissue_sectors": LabelScheme("tissue_sectors", _SECTORS, _identity(len(_SECTORS)),
+                                  f"synthetic cohort parcellation: CSF/GM/WM x {N_SECTORS} "
+                                  "template-space sectors"),
 }
 
 # class-id groupings between schemes: (source, target) -> {source class id: target class id}
@@ -214,6 +231,9 @@ GROUPINGS = {
     ("neobrains12", "mrbrains13"): {0: 0, 1: 2, 2: 2, 3: 3, 4: 3, 5: 0, 6: 0, 7: 1, 8: 1},
     ("iseg2017", "tissue4"): _identity(4),
     ("mrbrains13", "tissue4"): _identity(4),
+    # each sector to its tissue: class c -> 1 + (c - 1) // N_SECTORS
+    ("tissue_sectors", "tissue4"): {c: 0 if c == 0 else 1 + (c - 1) // N_SECTORS
+                                    for c in range(len(_SECTORS))},
 }
 
 
