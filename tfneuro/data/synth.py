@@ -48,280 +48,35 @@ the deformations above; grey matter has no myelination gradient of its own.
 
 from __future__ import annotations
 
-import functools
 import os
 
 import numpy as np
 import pandas as pd
-from scipy import ndimage
 
-from tfneuro.data.augment import smooth_random_field
+from tfneuro.data.synth_anatomy import (EXTRA_AXIAL_AGES, SULCAL_TAU, _anatomy,
+                                        _resize_ventricles, _smooth_field, _template,
+                                        brain_scale, cortex_and_sulci, extra_axial_mm,
+                                        head_layers, sector_index, skull_thickness_mm,
+                                        subject_grid, template_coords, ventricle_scale,
+                                        warp_template)
+from tfneuro.data.synth_contrast import (CONTRAST_AGES, CONTRAST_PROFILES,
+                                         MATURATION_SD_MONTHS, MYELIN_LEAD_MONTHS,
+                                         modality_image, myelin_lead, tissue_means)
 from tfneuro.errors import InputError
-from tfneuro.io.labels import N_SECTORS, SECTOR_GRID
+from tfneuro.io.labels import N_SECTORS
 from tfneuro.utils.progress import progress
+
+__all__ = ["GENERATOR", "synth_subject", "make_cohort", "default_ages", "save_montage",
+           "brain_scale", "skull_thickness_mm", "extra_axial_mm", "ventricle_scale",
+           "tissue_means", "myelin_lead", "sector_index", "CONTRAST_AGES", "CONTRAST_PROFILES",
+           "MAX_AGE_MONTHS", "LABEL_SCHEME", "PARCELLATION_SCHEME"]
 
 #: Generator version, written to the cohort table's ``generator`` column.
 GENERATOR = "tfneuro-synth/2"
 
-#: Ages (months) and linear brain scale relative to the adult ICBM152 template.
-#: Anchors: ~0.68 at birth, ~0.9 at 24 months, ~0.95 at 60 months (the issue's figures).
-#: They approximate the cube root of reported total-brain-volume fractions of the adult
-#: volume (Knickmeyer et al., J Neurosci 2008: ~36 % at 2–4 weeks, ~72 % at 1 year,
-#: ~83 % at 2 years; ~90 % by 5–6 years, Lenroot & Giedd 2006), taken a little lower in the
-#: first year to keep the issue's 0.9 at 24 months. Piecewise linear between anchors.
-BRAIN_SCALE_AGES = (0.0, 3.0, 6.0, 12.0, 24.0, 60.0)
-BRAIN_SCALE_VALUES = (0.68, 0.75, 0.80, 0.86, 0.90, 0.95)
-
-#: Contrast profiles: brain-average relative intensity per modality, tissue and age (months),
-#: piecewise linear between the ages in ``CONTRAST_AGES``. The WM curve crosses GM (0.50) at
-#: 7.5 months in both modalities and stays within 0.005 of it from 6 to 9 months (below the
-#: noise SD, 0.01-0.03): paper 001 (introduction): "similar GM/WM intensity values between
-#: 6-9 months", paper 003 (introduction): "iso-intense stage (6 to 8 months postnatal)",
-#: for both T1 and T2. Before 6 months T1w WM < GM (paper 001: "reversal of gray matter (GM)/
-#: white matter (WM) voxel intensity values before 6 months"), from ~10 months WM > GM on
-#: T1w and the converse on T2w ("reach adult values by 1 year of age").
-CONTRAST_AGES = (0.0, 3.0, 5.0, 6.0, 7.5, 9.0, 10.0, 12.0, 24.0, 60.0)
-CONTRAST_PROFILES = {
-    "t1": {
-        "csf": (0.12,) * 10,
-        "gm": (0.50,) * 10,
-        "wm": (0.28, 0.33, 0.43, 0.495, 0.50, 0.505, 0.56, 0.66, 0.72, 0.75),
-        "skull": (0.08,) * 10,
-        "scalp": (0.65,) * 10,
-    },
-    "t2": {
-        "csf": (0.95,) * 10,
-        "gm": (0.50,) * 10,
-        "wm": (0.72, 0.66, 0.56, 0.505, 0.50, 0.495, 0.44, 0.36, 0.33, 0.31),
-        "skull": (0.06,) * 10,
-        "scalp": (0.45,) * 10,
-    },
-}
-
-#: Largest myelination lead/lag (months) of a white-matter position relative to the median
-#: WM position. Barkovich et al., Radiology 1988 (as tabulated by the radiology teaching pages
-#: cited in docs/synthetic_cohort.md): T1w myelination appears in central occipital WM at
-#: 3-5 months and in peripheral frontal WM at 7-11 months, on T2w at 9-14 and 14-18 months:
-#: about +-3 months around the middle in both. Principles (same sources): central before
-#: peripheral, posterior before anterior, caudal before cranial.
-MYELIN_LEAD_MONTHS = 3.0
-#: Weights of the central, posterior and inferior position in the lead (sum 1).
-MYELIN_WEIGHTS = (0.5, 0.3, 0.2)
-#: SD (months) of a subject's maturation offset (its WM contrast is that of a slightly older
-#: or younger infant). Our choice; no published figure used.
-MATURATION_SD_MONTHS = 0.5
-
-#: Extra-axial (subarachnoid) CSF width in mm by age. Shape from a CT study of 153 normal
-#: infants (Neurol Med Chir (Tokyo) 1981;21(2):155, abstract): the space "was not remarkable
-#: in new-born infants", expanded "until the infant became four months of age", "was most
-#: remarkable four to seven months after birth", then "disappeared between twelve and
-#: eighteen months", "most notable in the bifrontal convexity space". The widths are ours.
-EXTRA_AXIAL_AGES = (0.0, 4.0, 7.0, 18.0, 60.0)
-EXTRA_AXIAL_MM = (1.5, 3.5, 3.5, 1.5, 1.5)
-#: Sulcal CSF widening (tissue fraction removed where tissue is partial) at the same ages.
-SULCAL_TAU = (0.05, 0.20, 0.20, 0.05, 0.05)
-
-#: Lateral-ventricle volume relative to the (adult) template's ventricle/brain ratio, by
-#: age: Knickmeyer et al. (J Neurosci 2008, abstract) report lateral ventricles +280 % and
-#: total brain +101 % in the first year, so the ventricle/brain ratio grows 3.80/2.01 = 1.89x;
-#: we put the template's ratio at 12 months and keep it after (their "small decrease in the
-#: second" year is ignored).
-VENTRICLE_AGES = (0.0, 12.0, 60.0)
-VENTRICLE_SCALE = (1.0 / 1.89, 1.0, 1.0)
-
-#: Local white-matter maturation curves (relative intensity by age) that set how a WM
-#: position ahead of or behind the brain average differs from it: monotone, crossing GM
-#: (0.50) at 7.5 months with no plateau (generator version 1's profiles). The brain average
-#: itself follows ``CONTRAST_PROFILES`` (with the 6-9 month plateau): regions cross GM at
-#: different ages, so the average stays isointense while regional contrast remains.
-LOCAL_AGES = (0.0, 3.0, 6.0, 7.5, 9.0, 12.0, 24.0, 60.0)
-LOCAL_WM = {"t1": (0.28, 0.33, 0.46, 0.50, 0.54, 0.66, 0.72, 0.75),
-            "t2": (0.72, 0.66, 0.54, 0.50, 0.46, 0.36, 0.33, 0.31)}
-
 MAX_AGE_MONTHS = 60.0
 LABEL_SCHEME = "tissue4"
 PARCELLATION_SCHEME = "tissue_sectors"
-
-
-def brain_scale(age_months) -> np.ndarray:
-    """Linear brain size relative to the adult template at ``age_months`` (see module doc)."""
-    return np.interp(age_months, BRAIN_SCALE_AGES, BRAIN_SCALE_VALUES)
-
-
-def skull_thickness_mm(age_months) -> np.ndarray:
-    """Neurocranium (vault) thickness in mm at ``age_months``.
-
-    ``1.2 + 3.3 * (1 - exp(-age / 30))``: ~1.2 mm at birth, ~2.7 mm at 24 months,
-    ~4.1 mm at 60 months. An approximation of paediatric CT vault-thickness reports
-    (roughly 1–2 mm at birth rising to 4–5 mm by school age), not a fit to data.
-    On the voxel grid the shell is at least one voxel thick.
-    """
-    age = np.asarray(age_months, dtype=float)
-    return 1.2 + 3.3 * (1.0 - np.exp(-age / 30.0))
-
-
-def extra_axial_mm(age_months) -> np.ndarray:
-    """Mean extra-axial CSF width (mm) at ``age_months`` before per-subject and frontal
-    variation (see :data:`EXTRA_AXIAL_MM`)."""
-    return np.interp(age_months, EXTRA_AXIAL_AGES, EXTRA_AXIAL_MM)
-
-
-def ventricle_scale(age_months) -> np.ndarray:
-    """Mean lateral-ventricle volume factor relative to the template at ``age_months``."""
-    return np.interp(age_months, VENTRICLE_AGES, VENTRICLE_SCALE)
-
-
-def tissue_means(modality: str, age_months: float) -> dict:
-    """Brain-average relative intensity of each tissue for ``modality`` ("t1"/"t2") at an age."""
-    prof = CONTRAST_PROFILES[modality]
-    return {k: float(np.interp(age_months, CONTRAST_AGES, v)) for k, v in prof.items()}
-
-
-def _maturity(rel):
-    """``w . (central, posterior, inferior)`` of normalised template positions ``rel``
-    (``(x - centre) / half extent``, shape ``[3, N]``): central = 1 - 2 * radius (1 at the
-    centre, -1 at the ellipsoidal surface), posterior = -y, inferior = -z."""
-    r = np.sqrt(np.sum(rel * rel, axis=0))
-    w = MYELIN_WEIGHTS
-    return w[0] * (1.0 - 2.0 * np.clip(r, 0.0, 1.0)) - w[1] * rel[1] - w[2] * rel[2]
-
-
-def myelin_lead(rel, centre: float, scale: float,
-                lead_months: float = MYELIN_LEAD_MONTHS) -> np.ndarray:
-    """Myelination lead (months) of normalised template positions ``rel`` (``[3, N]``):
-    ``lead_months * clip((maturity - centre) / scale, -1, 1)``, where ``centre`` is the
-    median maturity of the template's white matter and ``scale`` the 95th percentile of
-    ``|maturity - centre|`` there: the median WM position has lead 0 and the 5 % most
-    advanced / delayed WM is ``lead_months`` ahead / behind."""
-    return lead_months * np.clip((_maturity(rel) - centre) / scale, -1.0, 1.0)
-
-
-@functools.lru_cache(maxsize=2)
-def _template(resolution: int):
-    """ICBM152 2009 probability maps (gm, wm, mask) as float32 arrays and their affine.
-
-    The 1 mm maps are read from nilearn's package data; the 2 mm version is their 2x2x2
-    block average (nilearn's own ``resolution=2`` resamples and is ~5x slower).
-    """
-    from nilearn import datasets
-
-    gm_img = datasets.load_mni152_gm_template(resolution=1)
-    affine = gm_img.affine.copy()
-    gm = gm_img.get_fdata(dtype=np.float32)
-    wm = datasets.load_mni152_wm_template(resolution=1).get_fdata(dtype=np.float32)
-    mask = datasets.load_mni152_brain_mask(resolution=1).get_fdata(dtype=np.float32)
-    maps = [gm * mask, wm * mask, mask]
-    if resolution == 2:
-        def block(a):
-            a = np.pad(a, [(0, s % 2) for s in a.shape])
-            x, y, z = (s // 2 for s in a.shape)
-            return a.reshape(x, 2, y, 2, z, 2).mean(axis=(1, 3, 5))
-        maps = [block(a) for a in maps]
-        affine = affine @ np.array([[2, 0, 0, 0.5], [0, 2, 0, 0.5], [0, 0, 2, 0.5],
-                                    [0, 0, 0, 1.0]])
-    return (*maps, affine)
-
-
-@functools.lru_cache(maxsize=2)
-def _anatomy(resolution: int) -> dict:
-    """Geometry derived once from the template: brain box, ventricles, sector edges.
-
-    Ventricles: the connected CSF (argmax of CSF/GM/WM) region deeper than 4 mm in the brain
-    that grows from the deep (> 8 mm) CSF component of > 2 mL, < 60 mm tall, centred within
-    40 mm of MNI (0, -15, 15) -- the lateral ventricles (18.5 mL at 2 mm, 18.0 mL at 1 mm).
-    Their signed distance (mm, < 0 inside) is kept in a box 12 mm around them.
-    """
-    gm, wm, mask, aff = _template(resolution)
-    vs = float(aff[0, 0])
-    if not np.allclose(aff[:3, :3], np.eye(3) * vs):
-        raise ValueError("template affine is not diagonal isotropic RAS")
-    brain = mask >= 0.5
-    idx = np.argwhere(brain)
-    lo_mm = aff[:3, :3] @ idx.min(0) + aff[:3, 3]
-    hi_mm = aff[:3, :3] @ idx.max(0) + aff[:3, 3]
-    centre, half = (lo_mm + hi_mm) / 2.0, (hi_mm - lo_mm) / 2.0
-
-    csf = np.clip(mask - gm - wm, 0.0, 1.0)
-    csf_label = brain & (csf > np.maximum(gm, wm))
-    depth = ndimage.distance_transform_edt(brain, sampling=vs)
-    comp, _ = ndimage.label(csf_label & (depth > 8.0))
-    keep = []
-    for i, sl in enumerate(ndimage.find_objects(comp)):
-        part = comp[sl] == i + 1
-        cen = aff[:3, :3] @ (np.argwhere(part).mean(0) + [s.start for s in sl]) + aff[:3, 3]
-        if (part.sum() * vs ** 3 > 2000 and (sl[2].stop - sl[2].start) * vs < 60
-                and np.linalg.norm(cen - [0.0, -15.0, 15.0]) < 40):
-            keep.append(i + 1)
-    vent = ndimage.binary_propagation(np.isin(comp, keep), mask=csf_label & (depth > 4.0))
-    pad = int(np.ceil(12.0 / vs))
-    vidx = np.argwhere(vent)
-    box = tuple(slice(max(a - pad, 0), min(b + pad + 1, s))
-                for a, b, s in zip(vidx.min(0), vidx.max(0), vent.shape))
-    v = vent[box]
-    sd = np.where(v, -(ndimage.distance_transform_edt(v, sampling=vs) - vs / 2),
-                  ndimage.distance_transform_edt(~v, sampling=vs) - vs / 2).astype(np.float32)
-
-    # sector edges: hemisphere at the midline, quantiles of brain voxels along y and z
-    ys = aff[1, 1] * idx[:, 1] + aff[1, 3]
-    zs = aff[2, 2] * idx[:, 2] + aff[2, 3]
-    y_edges = np.quantile(ys, np.linspace(0, 1, SECTOR_GRID[1] + 1)[1:-1])
-    z_edges = np.quantile(zs, np.linspace(0, 1, SECTOR_GRID[2] + 1)[1:-1])
-    # centre and scale of the myelination lead over the template's white matter
-    widx = np.argwhere(brain & (wm > 0.5))
-    wmm = aff[:3, :3] @ widx.T + aff[:3, 3, None]
-    maturity = _maturity((wmm - centre[:, None]) / half[:, None])
-    lead_centre = float(np.median(maturity))
-    lead_scale = float(np.quantile(np.abs(maturity - lead_centre), 0.95))
-    return {"voxel": vs, "centre": centre, "half": half, "box": box, "vent_sd": sd,
-            "vent_sorted": np.sort(sd.ravel()), "vent_voxels": int(v.sum()),
-            "y_edges": y_edges, "z_edges": z_edges, "lead_centre": lead_centre,
-            "lead_scale": lead_scale}
-
-
-def _resize_ventricles(gm, wm, mask, anat, factor):
-    """Copies of ``gm``/``wm`` with the ventricles scaled to ``factor`` x their volume.
-
-    Voxels with signed distance below ``r`` become ventricle (partial volume over one voxel),
-    where ``r`` is chosen so that ``factor * n0`` voxels lie below it; the template's own
-    ventricle CSF outside the new surface becomes WM.
-    """
-    vs, box, sd, srt = anat["voxel"], anat["box"], anat["vent_sd"], anat["vent_sorted"]
-    n = int(np.clip(round(factor * anat["vent_voxels"]), 1, srt.size - 1))
-    r = min(float(srt[n - 1] + srt[n]) / 2.0, 10.0)
-    v0 = np.clip(0.5 - sd / vs, 0.0, 1.0)
-    v = np.clip(0.5 - (sd - r) / vs, 0.0, 1.0)
-    gm, wm = gm.copy(), wm.copy()
-    g, w, m = gm[box], wm[box], mask[box]
-    w_base = w + np.clip(m - g - w, 0.0, 1.0) * v0
-    gm[box] = g * (1.0 - v)
-    wm[box] = w_base * (1.0 - v)
-    return gm, wm
-
-
-def _smooth_field(rng, shape, control_mm, spacing, amplitude):
-    """Smooth random field with one control point every ``control_mm`` mm."""
-    return smooth_random_field(rng, shape, control_mm / spacing, amplitude)
-
-
-def _rotation(rng, max_deg):
-    angles = np.deg2rad(rng.uniform(-max_deg, max_deg, size=3))
-    cx, cy, cz = np.cos(angles)
-    sx, sy, sz = np.sin(angles)
-    rx = np.array([[1, 0, 0], [0, cx, -sx], [0, sx, cx]])
-    ry = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
-    rz = np.array([[cz, -sz, 0], [sz, cz, 0], [0, 0, 1]])
-    return rz @ ry @ rx
-
-
-def sector_index(x_mm, y_mm, z_mm, anat) -> np.ndarray:
-    """Sector 1..N_SECTORS of template positions (mm): ``1 + 12*hemi + 3*ap + si`` with
-    ``hemi`` 0 left / 1 right of the template midline, ``ap`` 0 (posterior) .. 3 (anterior)
-    and ``si`` 0 (inferior) .. 2 (superior), the y/z bins being quartiles/terciles of the
-    template's brain voxels."""
-    hemi = (x_mm >= anat["centre"][0]).astype(np.int32)
-    ap = np.searchsorted(anat["y_edges"], y_mm).astype(np.int32)
-    si = np.searchsorted(anat["z_edges"], z_mm).astype(np.int32)
-    return 1 + hemi * (SECTOR_GRID[1] * SECTOR_GRID[2]) + ap * SECTOR_GRID[2] + si
 
 
 def synth_subject(age_months: float, spacing: float = 2.0, seed=0, *,
@@ -373,16 +128,64 @@ def synth_subject(age_months: float, spacing: float = 2.0, seed=0, *,
         raise InputError("age_months", f"{age_months} is outside 0–{MAX_AGE_MONTHS:g} months")
     if not float(spacing) > 0:
         raise InputError("spacing", f"{spacing} must be > 0 mm")
-    age = float(age_months)
+    age, sp = float(age_months), float(spacing)
     rng = np.random.default_rng(seed)
-    sp = float(spacing)
     resolution = 2 if sp >= 2.0 else 1
     gm_t, wm_t, mask_t, aff_t = _template(resolution)
     anat = _anatomy(resolution)
     centre, half_t = anat["centre"], anat["half"]
+    params = _draw_params(rng, age, ventricle_sd, thickness_sd, extra_axial_sd, asymmetry,
+                          petalia_mm, maturation_sd)
+    g = _head_sizes(age, sp, params["extra_axial_factor"], scalp)
+    gm_t, wm_t = _resize_ventricles(gm_t, wm_t, mask_t, anat, params["ventricle_factor"])
+    s = float(brain_scale(age))
+    margin = g["margin"] + 2.5 * np.hypot(elastic_mm, deform_mm) * s
+    shape, origin = subject_grid(half_t, centre, s, sp, margin)
+    xyz = template_coords(rng, shape, origin, centre, s, sp, params, rotation_deg=rotation_deg,
+                          scale_jitter=scale_jitter, elastic_mm=elastic_mm, deform_mm=deform_mm)
+    gm, wm, bmask = warp_template([gm_t, wm_t, mask_t], aff_t, anat["voxel"], xyz, shape)
+    cortex_and_sulci(rng, gm, wm, params["thickness_gamma"], thickness_sd, g["tau"], sp)
+    csf = np.clip(bmask - gm - wm, 0.0, 1.0)
+    brain = bmask >= 0.5
+    label = np.where(brain, np.argmax(np.stack([csf, gm, wm]), axis=0) + 1, 0).astype(np.uint8)
+    layers = head_layers(brain, xyz[1], centre[1], half_t[1], sp, g["extra_axial"],
+                         g["skull_outer"], g["scalp"])
+    label[layers["extra"]] = 1
+    wsel, lead, wweights = _wm_leads(wm * brain, xyz, anat, myelin_lead_months)
+    fracs = {"csf": csf, "gm": gm, "wm": wm, "brain": brain, **layers}
+    images = {mod: modality_image(
+        rng, mod, age, params["maturation_offset"], fracs, lead, wsel, wweights,
+        bias_field=lambda r: np.exp(_smooth_field(r, shape, 60.0, sp, bias_amplitude)),
+        blur_voxels=blur_voxels, noise_std=noise_std) for mod in ("t1", "t2")}
+    return _cropped(images, label, brain, layers, shape, origin, sp, xyz, age, params,
+                    parcellation, fracs if fractions else None)
 
-    # per-subject anatomy and contrast parameters (all drawn up front, in a fixed order)
-    params = {
+
+def _wm_leads(wm_brain, xyz, anat, lead_months):
+    """Flat indices of the white-matter voxels, their myelination lead (months, from their
+    template position; :func:`myelin_lead`) and their WM fractions."""
+    wsel = np.flatnonzero(wm_brain)
+    rel = (xyz[:, wsel] - anat["centre"][:, None]) / anat["half"][:, None]
+    lead = myelin_lead(rel, anat["lead_centre"], anat["lead_scale"], lead_months)
+    return wsel, lead, wm_brain.ravel()[wsel]
+
+
+def _head_sizes(age, sp, extra_axial_factor, scalp) -> dict:
+    """Extra-axial CSF width and sulcal widening ``tau``, the skull's outer distance and the
+    scalp width (mm) of a subject, and the grid margin they need (frontal widening 1.5x)."""
+    ea_mm = float(extra_axial_mm(age)) * extra_axial_factor
+    tau = float(np.clip(np.interp(age, EXTRA_AXIAL_AGES, SULCAL_TAU) * extra_axial_factor,
+                        0.0, 0.4))
+    skull_outer = max(float(skull_thickness_mm(age)) + 0.5 * sp, 1.01 * sp)
+    scalp_mm = (3.0 + 2.0 * age / MAX_AGE_MONTHS) if scalp else 0.0
+    return {"extra_axial": ea_mm, "tau": tau, "skull_outer": skull_outer, "scalp": scalp_mm,
+            "margin": 1.5 * ea_mm + skull_outer + scalp_mm + 2 * sp}
+
+
+def _draw_params(rng, age, ventricle_sd, thickness_sd, extra_axial_sd, asymmetry, petalia_mm,
+                 maturation_sd) -> dict:
+    """A subject's anatomy and contrast parameters, drawn up front in a fixed order."""
+    return {
         "ventricle_factor": float(ventricle_scale(age) * np.exp(rng.normal(0, ventricle_sd))),
         "thickness_gamma": float(np.exp(rng.normal(0.0, thickness_sd))),
         "extra_axial_factor": float(np.exp(rng.normal(0.0, extra_axial_sd))),
@@ -390,121 +193,13 @@ def synth_subject(age_months: float, spacing: float = 2.0, seed=0, *,
         "petalia_mm": float(rng.normal(*petalia_mm)),
         "maturation_offset": float(rng.normal(0.0, maturation_sd)),
     }
-    ea_mm = float(extra_axial_mm(age)) * params["extra_axial_factor"]
-    tau = float(np.clip(np.interp(age, EXTRA_AXIAL_AGES, SULCAL_TAU)
-                        * params["extra_axial_factor"], 0.0, 0.4))
 
-    gm_t, wm_t = _resize_ventricles(gm_t, wm_t, mask_t, anat, params["ventricle_factor"])
 
-    s = float(brain_scale(age))
-    t_mm = float(skull_thickness_mm(age))
-    skull_outer = max(t_mm + 0.5 * sp, 1.01 * sp)
-    scalp_mm = (3.0 + 2.0 * age / MAX_AGE_MONTHS) if scalp else 0.0
-    ea_max = 1.5 * ea_mm                    # frontal widening, see below
-    head_margin = ea_max + skull_outer + scalp_mm + 2 * sp
-    # Grid in subject mm around the (scaled) brain; cropped to the head below.
-    deform_margin = 2.5 * np.hypot(elastic_mm, deform_mm) * s
-    half = half_t * s * 1.1 + head_margin + deform_margin
-    shape = tuple(int(np.ceil(2 * h / sp)) + 1 for h in half)
-    origin = centre - sp * (np.array(shape) - 1) / 2.0
-
-    # Subject mm -> template mm: x = centre + A^-1 (y - centre) / s + u(y).
-    rot = _rotation(rng, rotation_deg)
-    aniso = np.exp(rng.normal(0.0, scale_jitter, size=3))
-    a_inv = np.linalg.inv(rot @ np.diag(aniso * s))
-    m = (a_inv * sp).astype(np.float32)             # output voxel -> template mm (linear)
-    off = (centre + a_inv @ (origin - centre)).astype(np.float32)
-    grid = np.indices(shape, dtype=np.float32).reshape(3, -1)
-    xyz = m @ grid + off[:, None]                   # template mm of every output voxel
-    del grid
-    for d in range(3):
-        u = _smooth_field(rng, shape, 24.0, sp, elastic_mm).reshape(-1)
-        u += _smooth_field(rng, shape, 64.0, sp, deform_mm).reshape(-1)
-        xyz[d] += u
-    # asymmetry: sample the right hemisphere from nearer the midline (-> larger) when the
-    # ratio is > 1, and shear it forward (petalia), the left backward.
-    dx = xyz[0] - np.float32(centre[0])
-    xyz[1] -= np.float32(params["petalia_mm"]) * np.clip(dx / np.float32(5.0), -1.0, 1.0)
-    xyz[0] += np.where(dx > 0, dx * np.float32(1.0 / params["hemisphere_ratio"] - 1.0), 0.0)
-    del dx
-
-    vox = (xyz - aff_t[:3, 3, None].astype(np.float32)) / np.float32(anat["voxel"])
-    inside = np.all((vox > -1.0) & (vox < np.array(gm_t.shape, np.float32)[:, None]), axis=0)
-    pts = vox[:, inside]
-
-    def warp(vol):
-        out = np.zeros(inside.shape, np.float32)
-        out[inside] = ndimage.map_coordinates(vol, pts, order=1, mode="constant", cval=0.0)
-        return out.reshape(shape)
-
-    gm, wm, bmask = warp(gm_t), warp(wm_t), warp(mask_t)
-    del pts, vox
-
-    # cortical thickness: wm ** gamma(x), removed WM -> GM
-    # (computed where WM is partial; 0 and 1 are fixed points of the power)
-    log_g = np.log(params["thickness_gamma"]) + _smooth_field(rng, shape, 60.0, sp, thickness_sd)
-    part = (wm > 0.0) & (wm < 1.0)
-    w_part = wm[part]
-    w_new = np.power(w_part, np.exp(log_g[part]))
-    gm[part] += w_part - w_new
-    wm[part] = w_new
-    # sulcal CSF: remove tau of the tissue fraction where tissue is partial
-    tissue = gm + wm
-    part = (tissue > 0.0) & (tissue < 1.0)
-    t_part = tissue[part]
-    keep = np.clip((t_part - tau) / (1.0 - tau), 0.0, 1.0) / t_part
-    gm[part] *= keep
-    wm[part] *= keep
-    del tissue, part, log_g
-    csf = np.clip(bmask - gm - wm, 0.0, 1.0)
-    brain = bmask >= 0.5
-    label = np.zeros(shape, np.uint8)
-    label[brain] = (np.argmax(np.stack([csf[brain], gm[brain], wm[brain]]), axis=0) + 1)
-
-    # extra-axial CSF, skull shell and scalp from the distance (mm) to the brain
-    dist = ndimage.distance_transform_edt(~brain, sampling=sp)
-    # frontal widening: up to 1.5x at the front of the template brain
-    frontal = np.clip((xyz[1] - np.float32(centre[1])) / np.float32(half_t[1]), 0.0, 1.0)
-    ea_width = ea_mm * (1.0 + 0.5 * frontal.reshape(shape))
-    extra = (dist > 0) & (dist <= ea_width)
-    inner = np.where(dist > 0, dist - ea_width, 0.0)   # distance beyond the CSF layer
-    skull = (dist > 0) & ~extra & (inner <= skull_outer)
-    scalp_m = (inner > skull_outer) & (inner <= skull_outer + scalp_mm)
-    head = (inner <= skull_outer + scalp_mm)
-    label[extra] = 1
-    mask = brain | extra
-
-    # myelination lead (months) of every WM voxel, from its template position
-    wm_w = wm * brain
-    wsel = np.flatnonzero(wm_w)
-    wm_w = wm_w.ravel()[wsel]
-    wsum = float(wm_w.sum())
-    lead = myelin_lead((xyz[:, wsel] - centre[:, None]) / half_t[:, None], anat["lead_centre"],
-                       anat["lead_scale"], myelin_lead_months)
-
-    images = {}
-    for mod in ("t1", "t2"):
-        means = tissue_means(mod, age)
-        gain = float(np.exp(rng.normal(0.0, 0.04)))
-        jit = {k: means[k] * gain * float(np.exp(rng.normal(0.0, 0.04)))
-               for k in ("csf", "skull", "scalp")}
-        a_eff = age + params["maturation_offset"]
-        # regional deviation from the local curve, around the brain-average profile
-        local = np.interp(a_eff + lead, LOCAL_AGES, LOCAL_WM[mod])
-        local -= float((local * wm_w).sum()) / wsum
-        target = float(np.interp(a_eff, CONTRAST_AGES, CONTRAST_PROFILES[mod]["wm"]))
-        wm_int = np.full(shape, target, np.float32)
-        wm_int.ravel()[wsel] = target + local
-        img = (csf * jit["csf"] + gm * (means["gm"] * gain) + wm * (wm_int * gain)) * brain
-        img = img + extra * jit["csf"] + skull * jit["skull"] + scalp_m * jit["scalp"]
-        img = ndimage.gaussian_filter(img.astype(np.float32), blur_voxels)
-        bias = np.exp(_smooth_field(rng, shape, 60.0, sp, bias_amplitude))
-        img = img * bias
-        img = np.abs(img + rng.normal(0.0, rng.uniform(*noise_std), size=shape))
-        images[mod] = (img * 1000.0).astype(np.float32)
-
-    # Crop to the head bounding box (+1 voxel).
-    hidx = np.argwhere(head)
+def _cropped(images, label, brain, layers, shape, origin, sp, xyz, age, params, parcellation,
+             fracs) -> dict:
+    """The subject's volumes cropped to the head bounding box (+1 voxel), as
+    :func:`synth_subject` returns them."""
+    hidx = np.argwhere(layers["head"])
     lo = np.maximum(hidx.min(0) - 1, 0)
     hi = np.minimum(hidx.max(0) + 2, shape)
     crop = tuple(slice(a, b) for a, b in zip(lo, hi))
@@ -513,15 +208,18 @@ def synth_subject(age_months: float, spacing: float = 2.0, seed=0, *,
     affine[:3, 3] = origin + sp * lo
     out = {
         "t1": images["t1"][crop], "t2": images["t2"][crop], "label": label[crop],
-        "mask": mask[crop].astype(np.uint8), "skull": skull[crop].astype(np.uint8),
+        "mask": (brain | layers["extra"])[crop].astype(np.uint8),
+        "skull": layers["skull"][crop].astype(np.uint8),
         "affine": affine, "age_months": age, "spacing": sp, "params": params,
     }
     if parcellation:
+        anat = _anatomy(2 if sp >= 2.0 else 1)
         sec = sector_index(*(c.reshape(shape)[crop] for c in xyz), anat)
         lab = out["label"].astype(np.int32)
         out["parc"] = np.where(lab > 0, (lab - 1) * N_SECTORS + sec, 0).astype(np.uint8)
-    if fractions:
-        frac = np.stack([csf * brain + extra, gm * brain, wm * brain], axis=-1)
+    if fracs is not None:
+        frac = np.stack([fracs["csf"] * brain + layers["extra"], fracs["gm"] * brain,
+                         fracs["wm"] * brain], axis=-1)
         out["fractions"] = frac[crop].astype(np.float32)
     return out
 
