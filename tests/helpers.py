@@ -143,11 +143,11 @@ def _json_default(value):
     return keras.saving.serialize_keras_object(value)
 
 
-def _plain_attributes(obj):
+def _plain_attributes(obj, skip=()):
     """Public attributes holding plain values (numbers, strings, None, tuples of them)."""
     out = {}
     for name, value in vars(obj).items():
-        if name.startswith("_"):
+        if name.startswith("_") or name in skip:
             continue
         if isinstance(value, (list, tuple)) and all(isinstance(v, _PLAIN) for v in value):
             value = tuple(value)
@@ -158,13 +158,27 @@ def _plain_attributes(obj):
 
 
 def _assert_same_config(obj, other, where):
+    """Same config, and the same plain attributes on the object and on every non-Keras layer
+    inside it (paired in ``_flatten_layers`` order). Inner layers may differ in their
+    auto-generated names and in ``built`` (a weightless inner layer is built when first
+    called); Keras' own classes keep private state in public attributes (quantization flags),
+    and their arguments are in the config of the layer or model around them."""
     want, got = _canonical(obj.get_config()), _canonical(other.get_config())
     if want != got:
         raise AssertionError(f"{where}: config differs\n  original: {want}\n  restored: {got}")
-    want, got = _plain_attributes(obj), _plain_attributes(other)
-    diff = {k: (want.get(k), got.get(k)) for k in set(want) | set(got) if want.get(k) != got.get(k)}
-    if diff:
-        raise AssertionError(f"{where}: attributes differ (original, restored): {diff}")
+    ours, theirs = list(obj._flatten_layers()), list(other._flatten_layers())
+    if [type(a) for a in ours] != [type(b) for b in theirs]:
+        raise AssertionError(f"{where}: the layers inside differ: {[type(a).__name__ for a in ours]}"
+                             f" vs {[type(b).__name__ for b in theirs]}")
+    for i, (a, b) in enumerate(zip(ours, theirs)):
+        if i and type(a).__module__.startswith("keras."):
+            continue
+        want, got = (_plain_attributes(x, skip=("name", "built") if i else ()) for x in (a, b))
+        diff = {k: (want.get(k), got.get(k)) for k in set(want) | set(got)
+                if want.get(k) != got.get(k)}
+        if diff:
+            inner = f" (inner layer {a.name!r})" if i else ""
+            raise AssertionError(f"{where}: attributes differ{inner} (original, restored): {diff}")
 
 
 def _flat(structure, name="output"):

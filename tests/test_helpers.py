@@ -197,3 +197,15 @@ def test_model_whose_config_forgets_its_multiple_fails():
     model = ForgetsMultiple(inp, keras.layers.Dense(2)(inp), registry_name="unet3d", multiple=8)
     with pytest.raises(AssertionError, match=r"attributes differ.*multiple.*\(8, 1\)"):
         check_keras_contract(model, X)
+
+
+def test_forgotten_argument_of_a_layer_inside_a_model_fails():
+    """The model's own config and attributes round-trip; only the inner layer's attributes
+    show that its ``get_config`` forgot ``impl``.
+
+    Seen failing with the attribute comparison limited to the outer object (the loop over
+    ``_flatten_layers`` cut to its first item): "DID NOT RAISE"."""
+    inp = keras.Input((5, 4))
+    model = keras.Model(inp, ForgetsImpl(impl="slow", name="inner")(inp))
+    with pytest.raises(AssertionError, match=r"inner layer 'inner'.*impl"):
+        check_keras_contract(model, X)
