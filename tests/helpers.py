@@ -37,6 +37,8 @@ from tfneuro.training.saving import load_keras_model, save_keras_model
 __all__ = ["check_keras_contract"]
 
 _PLAIN = (bool, int, float, str, type(None))
+#: Keras' run-time state, not construction arguments (set by compile/fit/predict).
+_RUNTIME = ("compiled", "stop_training", "stop_predicting", "stop_evaluating")
 
 
 def check_keras_contract(layer_or_factory, inputs, *, atol=1e-6, rtol=1e-6, call_kwargs=None):
@@ -173,7 +175,8 @@ def _assert_same_config(obj, other, where):
     for i, (a, b) in enumerate(zip(ours, theirs)):
         if i and type(a).__module__.startswith("keras."):
             continue
-        want, got = (_plain_attributes(x, skip=("name", "built") if i else ()) for x in (a, b))
+        skip = _RUNTIME + (("name", "built") if i else ())
+        want, got = (_plain_attributes(x, skip) for x in (a, b))
         diff = {k: (want.get(k), got.get(k)) for k in set(want) | set(got)
                 if want.get(k) != got.get(k)}
         if diff:
