@@ -52,9 +52,9 @@ def test_encoder_decoder_blocks_shapes_and_contract():
     """Shapes by hand, then the contract (``tests/helpers.py``) of a model of the blocks
     (dynamic spatial dims, four outputs).
 
-    Seen failing with ``up_filters`` dropped from ``UNetDecoderBlock3D.get_config``: "config
-    round trip: attributes differ (inner layer 'u_net_decoder_block3d_...') (original,
-    restored): {'up_filters': (8, None)}"."""
+    Seen failing with ``up_filters`` dropped from ``UNetDecoderBlock3D.get_config``:
+    "Functional 'functional': config round trip: attributes differ (inner layer
+    'u_net_decoder_block3d') (original, restored): {'up_filters': (8, None)}"."""
     inp = keras.Input((None, None, None, 1))
     e0 = UNetEncoderBlock3D((4, 8), downsample=None)(inp)
     e1 = UNetEncoderBlock3D((8, 16), downsample="max_pool")(e0)
