@@ -6,9 +6,10 @@ DESIGN.md "Conventions": every layer and model has ``get_config`` and survives a
 save/load with equal outputs. One call checks, for a layer or a model and concrete inputs:
 
 1. config round trip: ``type(obj).from_config(obj.get_config())`` has the same config (compared
-   as sorted JSON, as a ``.keras`` file stores it) and the same plain public attributes (so an
-   argument that ``get_config`` forgets shows even when the outputs do not depend on it), and,
-   given the same weights, the same outputs;
+   as sorted JSON, as a ``.keras`` file stores it), the same layers inside, and the same plain
+   public attributes on the object and on every non-Keras layer inside it (so an argument that
+   ``get_config`` forgets shows even when the outputs do not depend on it; Keras' run-time
+   state such as ``compiled`` is left out), and, given the same weights, the same outputs;
 2. ``.keras`` save/load (``tfneuro.training.saving.save_keras_model`` /
    ``load_keras_model``, so tfneuro's serializables are registered; a layer is saved inside a
    functional model around it): the same class, config and attributes come back, with the same
@@ -170,8 +171,8 @@ def _assert_same_config(obj, other, where):
         raise AssertionError(f"{where}: config differs\n  original: {want}\n  restored: {got}")
     ours, theirs = list(obj._flatten_layers()), list(other._flatten_layers())
     if [type(a) for a in ours] != [type(b) for b in theirs]:
-        raise AssertionError(f"{where}: the layers inside differ: {[type(a).__name__ for a in ours]}"
-                             f" vs {[type(b).__name__ for b in theirs]}")
+        names = [[type(x).__name__ for x in layers] for layers in (ours, theirs)]
+        raise AssertionError(f"{where}: the layers inside differ: {names[0]} vs {names[1]}")
     for i, (a, b) in enumerate(zip(ours, theirs)):
         if i and type(a).__module__.startswith("keras."):
             continue

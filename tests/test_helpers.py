@@ -46,22 +46,18 @@ def _without(config, key):
     return {k: v for k, v in config.items() if k != key}
 
 
-@keras.saving.register_keras_serializable(package="test_helpers")
-class ForgetsFactor(Scale):
+def _forgetting(key):
+    """A registered subclass of :class:`Scale` whose ``get_config`` leaves out ``key``."""
+    name = "Forgets" + key.capitalize()
+
     def get_config(self):
-        return _without(super().get_config(), "factor")
+        return _without(Scale.get_config(self), key)
+
+    cls = type(name, (Scale,), {"get_config": get_config})
+    return keras.saving.register_keras_serializable(package="test_helpers", name=name)(cls)
 
 
-@keras.saving.register_keras_serializable(package="test_helpers")
-class ForgetsImpl(Scale):
-    def get_config(self):
-        return _without(super().get_config(), "impl")
-
-
-@keras.saving.register_keras_serializable(package="test_helpers")
-class ForgetsUnits(Scale):
-    def get_config(self):
-        return _without(super().get_config(), "units")
+ForgetsFactor, ForgetsImpl, ForgetsUnits = (_forgetting(k) for k in ("factor", "impl", "units"))
 
 
 @keras.saving.register_keras_serializable(package="test_helpers")
