@@ -4,6 +4,7 @@ import keras
 import numpy as np
 import pytest
 
+from helpers import check_keras_contract
 from tfneuro.errors import InputError
 from tfneuro.models import get
 from tfneuro.models.quicknat import BLOCK_NAMES
@@ -57,14 +58,15 @@ def test_fixed_odd_input_shape(key):
 
 
 @pytest.mark.parametrize("key", list(TINY))
-def test_keras_round_trip(tiny_models, key, tmp_path):
+def test_keras_contract(tiny_models, key):
+    """Config, ``.keras`` and symbolic-shape contract (``tests/helpers.py``) on odd sizes.
+
+    Seen failing with ``registry_name`` dropped from ``RegisteredModel.get_config``: every case
+    failed with "config round trip: attributes differ (original, restored): {'registry_name':
+    ('quicknat', None)}" (and the model's own name for the others)."""
     model = tiny_models[key]
-    path = tmp_path / f"{key}.keras"
-    model.save(path)
-    loaded = keras.saving.load_model(path)
-    assert loaded.name == model.name
-    x = _inputs(model, 2, 33, 30, seed=1)
-    np.testing.assert_allclose(loaded.predict_on_batch(x), model.predict_on_batch(x), atol=1e-6)
+    out = check_keras_contract(model, _inputs(model, 2, 33, 30, seed=1))
+    assert out.shape == (2, 33, 30, 3)
 
 
 def _toy_batch(model, size=32):
@@ -238,7 +240,7 @@ def test_vgg16_local_weights_file(tmp_path):
         get("vgg16_fcn", num_classes=3, weights=str(tmp_path / "missing.weights.h5"))
 
 
-def test_channel_mean_stored_in_model(tmp_path):
+def test_channel_mean_stored_in_model():
     rng = np.random.default_rng(7)
     data = [rng.random((2, 8, 8, 3)).astype(np.float32) * [1.0, 2.0, 3.0] for _ in range(3)]
     mean = compute_channel_mean(((x, None) for x in data))
@@ -248,12 +250,8 @@ def test_channel_mean_stored_in_model(tmp_path):
     layer = model.get_layer("channel_mean")
     x = rng.random((1, 5, 6, 3)).astype(np.float32)
     np.testing.assert_allclose(keras.ops.convert_to_numpy(layer(x)), (x - mean) * 255.0, rtol=1e-5, atol=1e-4)
-    path = tmp_path / "vgg.keras"
-    model.save(path)
-    loaded = keras.saving.load_model(path)
-    np.testing.assert_allclose(loaded.get_layer("channel_mean").get_config()["mean"], mean, rtol=1e-6)
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(loaded.get_layer("channel_mean").mean_weight),
-                               mean, rtol=1e-6)
+    np.testing.assert_allclose(layer.get_config()["mean"], mean, rtol=1e-6)
+    check_keras_contract(model, x)  # the config (with the mean) and the outputs survive .keras
     with pytest.raises(InputError):
         set_channel_mean(model, [0.1, 0.2])
     assert isinstance(layer, ChannelMeanSubtract)

@@ -318,7 +318,7 @@ CASES.append(_custom("make_synthetic_cohort", "bad_flag",
 
 
 #: (script, case) pairs that fail the audit today; strict, so a fix turns them into errors
-#: that ask for the marker's removal. Details in BUILD_NOTES ("Failure modes").
+#: that ask for the marker's removal. The failure modes: docs/failure_modes.md.
 XFAIL = {}  # (script, case) -> reason, for known failures (strict xfail)
 
 

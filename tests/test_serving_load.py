@@ -1,7 +1,7 @@
 """Serving under load (issue 9, item 5): an exported QuickNAT SavedModel's segment_volume
 called from 8 threads for 200 calls returns bit-identical results, and resident memory stays
 flat. Runs benchmarks/serving_load.py in a fresh process (so RSS is not shared with other
-tests) at a small size; the realistic size is the benchmark's default (BUILD_NOTES)."""
+tests) at a small size; the realistic size is the benchmark's default (benchmarks/README.md)."""
 
 import json
 import os

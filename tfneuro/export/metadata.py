@@ -1,6 +1,6 @@
 """The metadata an exported SavedModel carries, as typed, frozen dataclasses.
 
-:class:`ExportMetadata` is built once, by :func:`tfneuro.export.savedmodel.build_metadata`,
+:class:`ExportMetadata` is built once, by :func:`tfneuro.export.options.build_metadata`,
 and read through attributes everywhere else (the serving graph, the segmentation app, memory
 estimates). On disk it is one JSON object (``assets/tfneuro.json``, ``loaded.metadata_json``
 and the ``metadata`` signature; keys in ``saved_models/README.md``); :meth:`ExportMetadata.to_dict`

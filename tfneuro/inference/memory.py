@@ -70,10 +70,10 @@ ACTIVATION_FACTOR = {2: 1.5, 3: 3.0}
 #: runtime's buffers (measured 30-60 MB for QuickNAT / 3D U-Net on the first call).
 RUNTIME_SLACK = 64 * 2 ** 20
 #: Slice inference with ``batch_size=None`` feeds about this many pixels per model call
-#: (:func:`auto_slice_batch`). Measured (BUILD_NOTES, "Benchmarks"): QuickNAT with 64 filters
-#: and 5x5 kernels at 192x160 takes the same time per slice at batch 2, 4, 8 and 16 on the
-#: 2-core CPU, while its activations grow with the batch; 2**17 pixels = 4 slices of 192x160,
-#: 2 of 256x256, 8 of 128x128.
+#: (:func:`auto_slice_batch`). Measured (benchmarks/README.md, "Other timings"): QuickNAT
+#: with 64 filters and 5x5 kernels at 192x160 takes the same time per slice at batch 2, 4, 8
+#: and 16 on the 2-core CPU, while its activations grow with the batch; 2**17 pixels = 4
+#: slices of 192x160, 2 of 256x256, 8 of 128x128.
 AUTO_BATCH_PIXELS = 2 ** 17
 #: Upper bound of the automatic slice batch (the former fixed default).
 AUTO_BATCH_MAX = 16
