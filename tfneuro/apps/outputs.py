@@ -103,7 +103,8 @@ def qc_figure(image: np.ndarray, labels: np.ndarray, title: str = "",
 
     With ``label_names`` (class names indexed by class id) the colours are fixed per class, the
     same for every subject, and a legend names them; with ``volumes`` (:func:`label_volumes`)
-    a side panel lists each class's colour and volume and the brain total instead.
+    a side panel lists each class's colour and volume and the brain total instead. The title
+    and the volumes are also stored as the PNG's ``Title`` and ``Description`` text.
     """
     import matplotlib
 
@@ -136,8 +137,12 @@ def qc_figure(image: np.ndarray, labels: np.ndarray, title: str = "",
                             for k, name in enumerate(label_names) if k > 0],
                    loc="lower center", ncol=min(len(label_names) - 1, 8), fontsize=8,
                    frameon=False)
+    text = {"Title": title} if title else {}
+    if panel:
+        text["Description"] = "; ".join(f"{n}: {v:.2f} mL" for n, v in
+                                        zip(volumes["name"], volumes["volume_ml"]))
     buf = _io.BytesIO()
-    fig.savefig(buf, format="png")
+    fig.savefig(buf, format="png", metadata=text)
     return buf.getvalue()
 
 
