@@ -115,7 +115,7 @@ def qc_figure(image: np.ndarray, labels: np.ndarray, title: str = "",
     fg = np.argwhere(labels > 0)
     centre = fg.mean(axis=0).round().astype(int) if len(fg) else np.array(labels.shape) // 2
     panel = volumes is not None and len(volumes) > 0
-    fig = Figure(figsize=(12 if panel else 9, 3.8 if (label_names or panel) else 3.3), dpi=100)
+    fig = Figure(figsize=(12, 3.4) if panel else (9, 3.6 if label_names else 3.3), dpi=100)
     grid = fig.add_gridspec(1, 4 if panel else 3, width_ratios=[1, 1, 1, 1.1][:4 if panel else 3])
     kmax = max(len(label_names) - 1 if label_names else int(labels.max()), 1)
     cmap = matplotlib.colormaps["jet"]
