@@ -86,8 +86,12 @@ def _report(error: BaseException, status: int):
     sys.exit(status)
 
 
-def _one_line(message, category, filename, lineno, line=None) -> str:
-    return f"warning: {str(message).splitlines()[0] if str(message) else category.__name__}\n"
+def _show_one_line(message, category, filename, lineno, file=None, line=None) -> None:
+    """``warning: <first line of the message>`` on stderr, above any progress bar."""
+    from tqdm import tqdm
+
+    text = str(message).splitlines()[0] if str(message) else category.__name__
+    tqdm.write(f"warning: {text}", file=file or sys.stderr)
 
 
 def quiet_logs() -> None:
@@ -101,4 +105,4 @@ def quiet_logs() -> None:
     logging.set_verbosity(logging.ERROR)
     for message in IGNORED_WARNINGS:
         warnings.filterwarnings("ignore", message=message)
-    warnings.formatwarning = _one_line
+    warnings.showwarning = _show_one_line
