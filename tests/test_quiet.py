@@ -113,6 +113,19 @@ def test_verbose_requested(args, want):
     assert cli.verbose_requested(args) is want
 
 
+def test_last_lines_survive_a_crash():
+    """The filter is a separate process: what a killed command wrote last still arrives (here
+    an unterminated line, which the filter holds until it ends), noise still dropped. Seen
+    failing with the filter run as a daemon thread of the command: the held line died with
+    it."""
+    last = b"last words\nInternal error: out of memory"
+    code = ("import os, signal, sys; from tfneuro.apps import quiet; quiet.start(); "
+            f"os.write(2, {NOISE[1] + last!r}); os.kill(os.getpid(), signal.SIGKILL)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60)
+    assert r.returncode == -9
+    assert r.stderr == last
+
+
 def _env():
     env = dict(os.environ, TFNEURO_PROGRESS="0", CUDA_VISIBLE_DEVICES="")
     env.pop("TF_CPP_MIN_LOG_LEVEL", None)  # as in a user's shell
