@@ -104,8 +104,9 @@ def test_qc_png_shows_subject_age_model_and_volumes():
     png = Image.open(io.BytesIO(outputs.qc_figure(image, labels, title, TISSUE4, volumes=table)))
     assert png.text["Title"] == title
     wm, gm = 4 ** 3, 10 ** 3 - 4 ** 3  # voxels of 1 mm^3
-    assert png.text["Description"] == (f"CSF: 0.00 mL; GM: {gm / 1000:.2f} mL; WM: "
-                                       f"{wm / 1000:.2f} mL; total brain: {(gm + wm) / 1000:.2f} mL")
+    assert png.text["Description"] == (
+        f"CSF: 0.00 mL; GM: {gm / 1000:.2f} mL; WM: {wm / 1000:.2f} mL; "
+        f"total brain: {(gm + wm) / 1000:.2f} mL")
     plain = Image.open(io.BytesIO(outputs.qc_figure(image, labels, title, TISSUE4)))
     assert png.size[0] > plain.size[0]  # the side panel
     assert outputs.qc_title("sub-07", None, "") == "sub-07  |  age not given"

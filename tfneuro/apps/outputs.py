@@ -78,12 +78,11 @@ def _volume_panel(ax, volumes, colour, max_rows: int = 24) -> None:
     from matplotlib.patches import Rectangle
 
     ax.axis("off")
-    rows = volumes[volumes["name"] != TOTAL]
-    if len(rows) > max_rows:
-        rows = rows.nlargest(max_rows, "volume_ml").sort_values("label")
+    classes = volumes[volumes["name"] != TOTAL]
+    rows = classes.nlargest(max_rows, "volume_ml").sort_values("label")
     lines = [(colour(int(r.label)), f"{r.name}: {r.volume_ml:.2f} mL") for r in rows.itertuples()]
-    if len(rows) < int((volumes["name"] != TOTAL).sum()):
-        lines.append((None, f"(+{int((volumes['name'] != TOTAL).sum()) - len(rows)} more in the CSV)"))
+    if len(rows) < len(classes):
+        lines.append((None, f"(+{len(classes) - len(rows)} more in the CSV)"))
     total = volumes[volumes["name"] == TOTAL]
     if len(total):
         lines.append((None, f"{TOTAL}: {float(total['volume_ml'].iloc[0]):.2f} mL"))

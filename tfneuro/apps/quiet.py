@@ -36,12 +36,21 @@ __all__ = ["is_noise", "start", "filter_stream", "ENV_LEVEL"]
 #: TensorFlow's C++ log level set for quiet runs (2: errors only), unless already set.
 ENV_LEVEL = "2"
 
-_CPP = rb"(?:[IWEF]\d{4} \d\d:\d\d:\d+\.\d+ +\d+ |\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: [IWEF] )"
+
+def _head(levels: bytes) -> bytes:
+    """Regex of a C++ log line up to ``file.cc:123] `` for the given levels: absl's
+    ``I0000 00:00:1796047954.022986   20688 port.cc:153] `` or TensorFlow's older
+    ``2025-09-17 14:44:05.157831: I external/.../cudart_stub.cc:32] ``."""
+    lv = b"[" + levels + b"]"
+    return (rb"^(?:" + lv + rb"\d{4} \d\d:\d\d:\d+\.\d+ +\d+ |\d{4}-\d\d-\d\d [\d:.]+: " + lv
+            + rb" )\S+:\d+\] ")
+
+
 _NOISE = [re.compile(p) for p in (
-    rb"^(?:[IW]\d{4} \d\d:\d\d:\d+\.\d+ +\d+ |\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: [IW] )\S+:\d+\] ",
+    _head(b"IW"),
     rb"^WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR",
     rb"^To enable the following instructions: .*rebuild TensorFlow with the appropriate compiler",
-    _CPP + rb"\S+:\d+\] (?:failed call to cuInit|Unable to register cu\w+ factory)",
+    _head(b"IWEF") + rb"(?:failed call to cuInit|Unable to register cu\w+ factory)",
 )]
 _LINES = re.compile(rb"[^\r\n]*[\r\n]")
 _started = False

@@ -44,8 +44,10 @@ flags.DEFINE_string("input", None, "First modality (T1 or T2, as the model was t
 flags.DEFINE_string("input2", None, "Second modality for two-channel models (T2).")
 flags.DEFINE_string("output", None, "Labels NIfTI (class ids) in the input's shape and affine.")
 flags.DEFINE_string("probabilities", None, "Optional 4D NIfTI of class probabilities.")
-flags.DEFINE_string("volumes_csv", None, "Optional CSV: volume in mL per class, and the total brain volume.")
-flags.DEFINE_string("qc_png", None, "Optional PNG: three orthogonal slices with a label overlay, the volumes.")
+flags.DEFINE_string("volumes_csv", None, "Optional CSV: volume in mL per class, and the total "
+                    "brain volume.")
+flags.DEFINE_string("qc_png", None, "Optional PNG: three orthogonal slices with a label overlay, "
+                    "and the volumes.")
 flags.DEFINE_string("subject", None, "Subject name in the volumes CSV and QC picture (default: "
                     "the --input file name without its extension).")
 flags.DEFINE_float("age_months", None, "Age of the subject in months, for the volumes CSV and "
