@@ -73,27 +73,34 @@ def qc_title(subject: str = "", age_months=None, model_name: str = "") -> str:
     return "  |  ".join(p for p in (subject, age, f"model {model_name}" if model_name else "") if p)
 
 
-def _volume_panel(ax, volumes, colour, max_rows: int = 24) -> None:
-    """Class colours and volumes (mL) as a text panel, the total last."""
+def _volume_panel(ax, volumes, colour, max_rows: int = 14, max_chars: int = 30) -> None:
+    """Class colours and volumes (mL) as a text panel, the total last; with more than
+    ``max_rows`` classes the largest are listed (the CSV has all), long names are shortened."""
     from matplotlib.patches import Rectangle
 
     ax.axis("off")
     classes = volumes[volumes["name"] != TOTAL]
     rows = classes.nlargest(max_rows, "volume_ml").sort_values("label")
-    lines = [(colour(int(r.label)), f"{r.name}: {r.volume_ml:.2f} mL") for r in rows.itertuples()]
+
+    def short(name):
+        return name if len(name) <= max_chars else name[:max_chars - 3] + "..."
+
+    lines = [(colour(int(r.label)), f"{short(r.name)}: {r.volume_ml:.2f} mL")
+             for r in rows.itertuples()]
     if len(rows) < len(classes):
         lines.append((None, f"(+{len(classes) - len(rows)} more in the CSV)"))
     total = volumes[volumes["name"] == TOTAL]
     if len(total):
         lines.append((None, f"{TOTAL}: {float(total['volume_ml'].iloc[0]):.2f} mL"))
-    step = min(0.09, 0.95 / max(len(lines), 1))
     ax.text(0.0, 1.0, "volumes", fontsize=9, fontweight="bold", va="top", transform=ax.transAxes)
+    step = min(0.09, 0.86 / max(len(lines), 1))
     for i, (c, text) in enumerate(lines):
-        y = 1.0 - step * (i + 1.3)
+        y = 0.88 - step * (i + 1)
         if c is not None:
             ax.add_patch(Rectangle((0.0, y), 0.06, 0.8 * step, color=c, alpha=0.6,
                                    transform=ax.transAxes))
-        ax.text(0.09, y, text, fontsize=8, va="bottom", transform=ax.transAxes)
+        ax.text(0.09, y, text, fontsize=8 if len(lines) <= 10 else 7, va="bottom",
+                transform=ax.transAxes)
 
 
 def qc_figure(image: np.ndarray, labels: np.ndarray, title: str = "",
