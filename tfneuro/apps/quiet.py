@@ -12,7 +12,7 @@ TensorFlow 2.21 prints, on import and on its first op, lines no user can act on:
 ``TF_CPP_MIN_LOG_LEVEL`` (set to 2 here, before TensorFlow is imported, unless the user set
 it) no longer silences them: with ``TF_CPP_MIN_LOG_LEVEL=3`` the ``I`` lines and the absl line
 still appear (measured, see ``docs/command_line.md``). So :func:`start` also sends file
-descriptor 2 through a small filter process (``python -m tfneuro.apps.quiet``) that drops the
+descriptor 2 through a small filter process (this file run as a script) that drops the
 lines :func:`is_noise` matches -- C++ ``I``/``W`` lines, the absl line, the second line of
 the CPU-feature notice and the "no GPU" ``E`` lines -- and passes everything else through at
 once (partial lines too, so progress bars move). A separate process, not a thread: when the
@@ -116,8 +116,10 @@ def start(verbose: bool = False) -> None:
         sys.stderr.flush()
         real = os.dup(2)
         read_fd, write_fd = os.pipe()
-        proc = subprocess.Popen([sys.executable, "-m", "tfneuro.apps.quiet"], stdin=read_fd,
-                                stdout=real, close_fds=True)
+        # this file as a script, isolated (-I): it needs only the standard library, so the
+        # filter starts whatever sys.path the command was given
+        proc = subprocess.Popen([sys.executable, "-I", os.path.abspath(__file__)],
+                                stdin=read_fd, stdout=real, close_fds=True)
     except OSError:  # no pipe or no process: stay loud rather than fail
         return
     os.close(read_fd)
