@@ -88,8 +88,10 @@ def test_quickstart_tiny(tmp_path):
     assert float(last.split(":")[1]) == pytest.approx(res["dice"].mean(), abs=1e-4)
     vol = pd.read_csv(out / f"{test['subject']}_volumes.csv")
     voxel_ml = abs(np.linalg.det(seg.affine[:3, :3])) / 1000
-    assert list(vol["name"]) == ["background", "CSF", "GM", "WM"]
-    np.testing.assert_allclose(vol["volume_ml"], [(s == k).sum() * voxel_ml for k in range(4)])
+    assert list(vol["name"]) == ["CSF", "GM", "WM", "total brain"]  # issue 16: mL to 0.01
+    counts = [(s == k).sum() for k in (1, 2, 3)]
+    want = [round(c * voxel_ml, 2) for c in counts] + [round(sum(counts) * voxel_ml, 2)]
+    np.testing.assert_allclose(vol["volume_ml"], want, rtol=0, atol=1e-9)
     with open(out / f"{test['subject']}_qc.png", "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
 

@@ -131,6 +131,24 @@ def test_all_zero(tmp_path):
         load_volume(path)
 
 
+@pytest.mark.parametrize("value, dtype", [(7.0, np.float32), (-3, np.int16), (1, np.uint8)])
+def test_constant_image_refused(tmp_path, value, dtype):
+    """Issue 16: a constant non-zero image is refused like the all-zero one, in one line
+    naming the file (seen failing -- loaded without error -- before the check existed)."""
+    path = write(tmp_path / "const.nii.gz", np.full((8, 8, 8), value, dtype))
+    with raises(path, f"all voxels have the same value {value:g} ") as e:
+        load_volume(path)
+    assert "\n" not in str(e.value)
+
+
+def test_nearly_constant_image_and_constant_label_map_load(tmp_path):
+    data = np.full((8, 8, 8), 7.0, np.float32)
+    data[3, 4, 5] = 7.5  # one voxel differs: an image, however poor
+    assert np.asarray(load_volume(write(tmp_path / "near.nii.gz", data)).dataobj).max() == 7.5
+    ones = write(tmp_path / "mask.nii.gz", np.ones((8, 8, 8), np.uint8))
+    assert np.asarray(load_volume(ones, kind="label").dataobj).min() == 1  # labels may be
+
+
 def test_label_non_integer_float(tmp_path):
     data = np.zeros((8, 8, 8), np.float32)
     data[2:5, 2:5, 2:5] = 2

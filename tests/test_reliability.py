@@ -44,6 +44,7 @@ FILE_CASES = {
     "4d": ("t1", "vol4d", r"4D|volumes|3D|dimension"),
     "nan_inf": ("t1", "nan", r"NaN|Inf|finite"),
     "all_zero": ("t1", "zero", r"all[- ]zero|zero"),
+    "constant": ("t1", "constant", r"same value|constant"),  # issue 16
     "grid_mismatch": ("t2", "shifted", r"grid|shape|affine|differ|disagree"),
     "label_values": ("label", "label_bad", r"label|value|scheme"),
 }
@@ -90,6 +91,8 @@ def make_data(root):
     _save(nan, t1.affine, files["nan"])
     files["zero"] = os.path.join(bad, "zero.nii.gz")
     _save(np.zeros_like(arr), t1.affine, files["zero"])
+    files["constant"] = os.path.join(bad, "constant.nii.gz")
+    _save(np.full_like(arr, 37.0), t1.affine, files["constant"])
     shifted = t1.affine.copy()
     shifted[:3, 3] += 9.0  # > 2 voxels: beyond any tolerance
     files["shifted"] = os.path.join(bad, "t2_shifted.nii.gz")
@@ -200,7 +203,7 @@ for c in ["missing", "truncated", "grid_mismatch"]:
     CASES.append(_cohort_case("train_infinet", c))
 # each other cohort-based script: a spread of the same inputs (two each)
 SPREAD = {
-    "train_quicknat": ["truncated", "duplicate_subjects"],
+    "train_quicknat": ["truncated", "duplicate_subjects", "constant"],
     "train_vgg_fcn": ["2d", "label_values"],
     "train_necnet": ["not_image", "missing_columns"],
     "train_neonatal_unet": ["4d", "grid_mismatch"],
@@ -263,6 +266,11 @@ for case in ("missing", "nan_inf"):
                          lambda d, case=case: os.path.basename(
                              d["files"][FILE_CASES[case][1]]) if FILE_CASES[case][1] else "does_not_exist",
                          FILE_CASES[case][2]))
+CASES.append(_custom("segment", "constant",
+                     lambda d, out: ["--model", d["models"]["sm2"], "--input",
+                                     d["files"]["constant"], "--input2", d["df"]["t2"][0],
+                                     "--output", out + ".nii.gz"],
+                     "constant.nii.gz", FILE_CASES["constant"][2]))
 CASES.append(_custom("segment", "grid_mismatch",
                      lambda d, out: ["--model", d["models"]["sm2"], "--input", d["df"]["t1"][0],
                                      "--input2", d["files"]["shifted"], "--output", out + ".nii.gz"],

@@ -1,4 +1,5 @@
-"""Tests for experiments/segment.py, experiments/export.py and tfneuro.apps.segment.
+"""Tests for experiments/segment.py, experiments/export.py (``tfneuro segment`` / ``export``)
+and tfneuro.apps.segment.
 
 The "model" that segments is a real Keras model with hand-set weights: a 1x1x1 convolution
 whose logits ``2 s c_k x - s c_k^2`` (= ``-s (x - c_k)^2`` up to a term common to all classes)
@@ -9,12 +10,14 @@ normalised intensity, so the anatomy check (Dice against the phantom's labels) i
 import os
 import subprocess
 import sys
+import warnings
 
 import keras
 import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
+from PIL import Image
 
 from tfneuro.apps import checks, segment
 from tfneuro.errors import InputError
@@ -24,6 +27,9 @@ SEGMENT = os.path.join(REPO, "experiments", "segment.py")
 EXPORT = os.path.join(REPO, "experiments", "export.py")
 INTENSITY = {0: 0.0, 1: 100.0, 2: 200.0, 3: 300.0}  # background, CSF, GM, WM (T1-like)
 ZOOMS = (0.8, 0.8, 2.5)
+#: TensorFlow's C++ start-up lines (issue 16), by a substring each: never in a quiet run.
+TF_NOISE = ("oneDNN custom operations", "cuInit", "cpu_feature_guard", "absl::InitializeLog",
+            "cudart_stub")
 
 
 def threshold_model(lambda_layer=False):
@@ -58,7 +64,8 @@ def lps_subject(directory, name="sub", shape=(80, 90, 28), seed=0):
 
 
 def run(script, *args, cwd=None):
-    env = dict(os.environ, CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="2", TFNEURO_PROGRESS="0")
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES="", TFNEURO_PROGRESS="0")
+    env.pop("TF_CPP_MIN_LOG_LEVEL", None)  # as in a user's shell: the command quiets itself
     return subprocess.run([sys.executable, script, *args], capture_output=True, text=True,
                           env=env, cwd=cwd, timeout=300)
 
@@ -76,16 +83,21 @@ def setup(tmp_path_factory):
     res = run(EXPORT, "--model", keras_path, "--out", sm, "--normalization", "minmax",
               "--window", "32,32,32", "--batch_size", "2")
     assert res.returncode == 0, res.stderr[-3000:]
+    assert res.stderr == "", res.stderr[-3000:]  # no TensorFlow log lines, no warnings
     t1, labels, affine = lps_subject(str(d))
     return {"dir": d, "keras": keras_path, "sm": sm, "t1": t1, "labels": labels, "affine": affine}
 
 
 def test_segment_lps_subject_all_outputs(setup, tmp_path):
+    """Valid scan: every output; the volumes CSV (mL to 0.01, no background, total brain,
+    subject and age) from voxel counts of the written labels; the QC PNG's title and volumes;
+    stderr empty (no TensorFlow log line, no warning)."""
     out = tmp_path / "labels.nii.gz"
     res = run(SEGMENT, "--model", setup["sm"], "--input", setup["t1"], "--output", str(out),
               "--probabilities", str(tmp_path / "p.nii.gz"), "--volumes_csv",
-              str(tmp_path / "v.csv"), "--qc_png", str(tmp_path / "qc.png"))
+              str(tmp_path / "v.csv"), "--qc_png", str(tmp_path / "qc.png"), "--age_months", "7.5")
     assert res.returncode == 0, res.stderr[-3000:]
+    assert res.stderr == "" and not [n for n in TF_NOISE if n in res.stdout], res.stderr[-3000:]
     img = nib.load(str(out))
     assert img.shape == setup["labels"].shape
     np.testing.assert_allclose(img.affine, setup["affine"], atol=1e-4)
@@ -97,10 +109,15 @@ def test_segment_lps_subject_all_outputs(setup, tmp_path):
     assert probs.shape == setup["labels"].shape + (4,)
     np.testing.assert_allclose(np.asarray(probs.dataobj).sum(-1), 1.0, atol=1e-3)
     vol = pd.read_csv(tmp_path / "v.csv")
-    assert list(vol["name"]) == ["background", "CSF", "GM", "WM"]
+    assert list(vol["name"]) == ["CSF", "GM", "WM", "total brain"]
+    assert set(vol["subject"]) == {"sub_t1"} and set(vol["age_months"]) == {7.5}
     voxel_ml = np.prod(ZOOMS) / 1000
-    np.testing.assert_allclose(vol["volume_ml"], [(got == k).sum() * voxel_ml for k in range(4)])
-    assert (tmp_path / "qc.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    counts = [(got == k).sum() for k in (1, 2, 3)]
+    want = [round(c * voxel_ml, 2) for c in counts] + [round(sum(counts) * voxel_ml, 2)]
+    np.testing.assert_allclose(vol["volume_ml"], want, rtol=0, atol=1e-9)
+    png = Image.open(tmp_path / "qc.png")
+    assert png.text["Title"] == "sub_t1  |  age 7.5 months  |  model threshold3d"
+    assert f"WM: {want[2]:.2f} mL" in png.text["Description"]
 
 
 def test_keras_model_and_lambda_refused(setup, tmp_path):
@@ -162,12 +179,59 @@ def test_cohort_batch_continues_after_failure(setup, tmp_path):
     broken.write_bytes(b"not a nifti")
     csv = tmp_path / "cohort.csv"
     pd.DataFrame({"subject": ["a", "b", "c"], "t1": [setup["t1"], t1b, str(broken)],
-                  "t2": "", "label": "", "age_months": "", "split": "test"}).to_csv(csv, index=False)
+                  "t2": "", "label": "", "age_months": ["3", "", "4"],
+                  "split": "test"}).to_csv(csv, index=False)
     out = tmp_path / "out"
     res = run(SEGMENT, "--model", setup["sm"], "--cohort", str(csv), "--output_dir", str(out))
     assert res.returncode == 1, res.stderr[-3000:]
     assert "1 subject(s) failed" in res.stderr and "c:" in res.stderr
     assert sorted(os.listdir(out)) == ["a_labels.nii.gz", "b_labels.nii.gz", "volumes.csv"]
     vol = pd.read_csv(out / "volumes.csv")
-    assert list(vol["subject"]) == ["a", "b"] and "WM_ml" in vol.columns
+    assert list(vol.columns) == ["subject", "age_months", "CSF_ml", "GM_ml", "WM_ml",
+                                 "total_brain_ml"]
+    assert list(vol["subject"]) == ["a", "b"] and vol["age_months"].iloc[0] == 3.0
+    assert np.isnan(vol["age_months"].iloc[1])
+    for i, s in enumerate("ab"):
+        img = nib.load(str(out / f"{s}_labels.nii.gz"))
+        lab, voxel_ml = np.asarray(img.dataobj), abs(np.linalg.det(img.affine[:3, :3])) / 1000
+        counts = [(lab == k).sum() for k in (1, 2, 3)]
+        want = [round(c * voxel_ml, 2) for c in counts] + [round(sum(counts) * voxel_ml, 2)]
+        np.testing.assert_allclose(vol.iloc[i, 2:].astype(float), want, rtol=0, atol=1e-9)
     assert nib.load(str(out / "b_labels.nii.gz")).shape == (40, 44, 16)
+
+
+def coarse_copy(t1_path, path, step=4):
+    """Every ``step``-th voxel in x and y: voxels of 0.8*step x 0.8*step x 2.5 mm."""
+    img = nib.load(t1_path)
+    a = img.affine.copy()
+    a[:3, :2] *= step
+    nib.save(nib.Nifti1Image(np.asarray(img.dataobj)[::step, ::step], a), str(path))
+    return str(path)
+
+
+def test_coarse_scan_warns_once_naming_the_voxel_size(setup, tmp_path):
+    """3.2 mm voxels > 3 x the model's 1 mm: one warning (library) / one ``warning:`` line
+    (command line), and the scan is still segmented. Seen failing with the factor set to 4."""
+    coarse = coarse_copy(setup["t1"], tmp_path / "coarse.nii.gz")
+    seg = segment.load_segmenter(setup["sm"])
+    with pytest.warns(segment.CoarseVoxelWarning) as record:
+        segment.segment_files(seg, [coarse], ["--input"], {"--output": str(tmp_path / "l.nii")})
+    assert len(record) == 1 and "voxel size 3.2 x 3.2 x 2.5 mm" in str(record[0].message)
+    assert coarse in str(record[0].message)
+    res = run(SEGMENT, "--model", setup["sm"], "--input", coarse, "--output",
+              str(tmp_path / "labels.nii.gz"))
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert res.stderr.splitlines() == [f"warning: {coarse}: voxel size 3.2 x 3.2 x 2.5 mm is "
+                                       "more than 3x the model's 1 mm spacing; the "
+                                       "segmentation of so coarse a scan means little"]
+    assert os.path.exists(tmp_path / "labels.nii.gz")
+
+
+def test_scan_at_three_times_the_spacing_is_not_warned(setup, tmp_path):
+    """2.4 mm and 2.5 mm voxels (<= 3 x 1 mm) segment without a warning (seen failing with
+    the factor set to 2)."""
+    seg = segment.load_segmenter(setup["sm"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert not segment.warn_coarse_voxels(seg, nib.load(coarse_copy(
+            setup["t1"], tmp_path / "c3.nii.gz", step=3)), "c3")

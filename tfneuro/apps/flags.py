@@ -78,8 +78,9 @@ def define_training_flags(*, epochs: int | None = None, batch_size: int | None =
                          flag_values=fv)
     flags.DEFINE_float("learning_rate", learning_rate, "Initial learning rate.",
                        flag_values=fv)
-    flags.DEFINE_boolean("tensorboard", True, "Write TensorBoard logs to OUT/tensorboard.",
-                         flag_values=fv)
+    flags.DEFINE_boolean("tensorboard", True, "Write TensorBoard logs to OUT/tensorboard (epoch "
+                         "scalars; graphs and histograms too with pip install "
+                         "'tfneuro[tensorboard]').", flag_values=fv)
 
 
 def config_from_flags(flag_values: flags.FlagValues = flags.FLAGS) -> TrainingConfig:

@@ -20,12 +20,13 @@ import dataclasses
 import os
 import sys
 import traceback
+import warnings
 
 import numpy as np
 import pandas as pd
 
 from tfneuro.apps.checks import EXTENSIONS, check_outputs
-from tfneuro.apps.outputs import label_volumes, write_outputs
+from tfneuro.apps.outputs import label_volumes, volume_row, write_outputs
 from tfneuro.errors import InputError
 from tfneuro.export.metadata import ExportMetadata, read_metadata
 from tfneuro.inference import memory
@@ -35,13 +36,20 @@ from tfneuro.utils.progress import progress
 
 __all__ = ["Segmenter", "load_segmenter", "SegmentationResult", "load_images",
            "check_modalities", "load_inputs", "estimate_segment_bytes", "check_segment_memory",
-           "segment_images", "segment_files", "cohort_plans", "segment_cohort",
-           "KERNEL_ACTIVATION_FACTOR"]
+           "segment_images", "warn_coarse_voxels", "segment_files", "cohort_plans",
+           "segment_cohort", "KERNEL_ACTIVATION_FACTOR", "COARSE_FACTOR", "CoarseVoxelWarning"]
 
 #: Activations of a SavedModel whose Keras model is not at hand: bytes per (batch voxel x
 #: output channel of a kernel), see :func:`estimate_segment_bytes`.
 KERNEL_ACTIVATION_FACTOR = 0.75
 _F32 = 4
+#: A scan whose voxels are more than this many times the model's spacing on any axis is
+#: warned about (issue 16): the labels of a 10 mm scan upsampled to a 1-2 mm grid mean little.
+COARSE_FACTOR = 3.0
+
+
+class CoarseVoxelWarning(UserWarning):
+    """The scan's voxels are much coarser than the model's grid (:func:`warn_coarse_voxels`)."""
 
 
 @dataclasses.dataclass
@@ -120,6 +128,7 @@ class SegmentationResult:
         conformed_image: the first modality on the conformed grid (for QC).
         conformed_labels: labels on the conformed grid (for QC).
         label_names: class names indexed by class id.
+        model_name: the model's name (from its export metadata).
     """
 
     labels: object
@@ -127,6 +136,7 @@ class SegmentationResult:
     conformed_image: np.ndarray
     conformed_labels: np.ndarray
     label_names: list
+    model_name: str = ""
 
 
 def load_images(paths: list, names: list) -> list:
@@ -254,27 +264,48 @@ def segment_images(segmenter: Segmenter, imgs: list, *, probabilities: bool = Fa
     lab_img = deconform(labels.astype(dtype), record, order=0)
     prob_img = deconform(probs, record, order=1) if probabilities else None
     return SegmentationResult(lab_img, prob_img, volume[..., 0], labels,
-                              list(segmenter.meta.label_names))
+                              list(segmenter.meta.label_names), segmenter.meta.model_name)
+
+
+def warn_coarse_voxels(segmenter: Segmenter, img, source) -> bool:
+    """Warn (:class:`CoarseVoxelWarning`, one line naming ``source`` and its voxel size) when
+    a voxel axis of ``img`` is more than :data:`COARSE_FACTOR` times the model's spacing: the
+    scan is upsampled to the model's grid and the labels say little. Returns whether it
+    warned."""
+    zooms = np.sqrt((np.asarray(img.affine, float)[:3, :3] ** 2).sum(axis=0))
+    spacing = float(np.max(segmenter.meta.conform.spacing))
+    if not np.any(zooms > COARSE_FACTOR * spacing):
+        return False
+    size = " x ".join(f"{z:.3g}" for z in zooms)
+    warnings.warn(CoarseVoxelWarning(
+        f"{source}: voxel size {size} mm is more than {COARSE_FACTOR:g}x the model's "
+        f"{spacing:g} mm spacing; the segmentation of so coarse a scan means little"),
+        stacklevel=2)
+    return True
 
 
 def segment_files(segmenter: Segmenter, paths: list, names: list, outputs: dict, *,
-                  memory_budget=None, title: str = ""):
+                  memory_budget=None, title: str = "", subject: str = "", age_months=None):
     """Segment one subject's images and write ``outputs`` (``{"--output": path,
     "--probabilities": path or None, "--volumes_csv": ..., "--qc_png": ...}``).
 
     Checks (before any model call): the modality count, the images (:func:`load_images`) and
-    the memory budget.
+    the memory budget; a scan much coarser than the model's grid gets a warning
+    (:func:`warn_coarse_voxels`). ``subject`` and ``age_months`` go into the volumes CSV and
+    the QC picture (:func:`tfneuro.apps.outputs.write_outputs`).
 
     Returns:
         ``(SegmentationResult, [paths written])``.
     """
     imgs = load_inputs(segmenter, paths, names)
     check_segment_memory(segmenter, imgs, memory_budget, source=paths[0])
+    warn_coarse_voxels(segmenter, imgs[0], paths[0])
     result = segment_images(segmenter, imgs, probabilities=bool(outputs.get("--probabilities")))
     return result, write_outputs(result, output=outputs.get("--output"),
                                  probabilities=outputs.get("--probabilities"),
                                  volumes_csv=outputs.get("--volumes_csv"),
-                                 qc_png=outputs.get("--qc_png"), title=title)
+                                 qc_png=outputs.get("--qc_png"), title=title, subject=subject,
+                                 age_months=age_months)
 
 
 def cohort_plans(df: pd.DataFrame, out_dir, *, probabilities: bool = False, qc: bool = False,
@@ -298,7 +329,9 @@ def segment_cohort(segmenter: Segmenter, df: pd.DataFrame, out_dir, *, protected
 
     Every output path is checked first (none may overwrite an input, ``protected`` or each
     other). Writes ``<subject>_labels.nii.gz`` (and ``_probabilities.nii.gz``, ``_qc.png``)
-    per subject and one volumes CSV (mL per label, a row per subject; default
+    per subject and one volumes CSV (a row per subject: ``subject``, ``age_months`` (empty
+    where the cohort has none), ``<class>_ml`` per class but background and
+    ``total_brain_ml``, as :func:`tfneuro.apps.outputs.label_volumes`; default
     ``out_dir/volumes.csv``).
 
     Returns:
@@ -324,10 +357,12 @@ def segment_cohort(segmenter: Segmenter, df: pd.DataFrame, out_dir, *, protected
             empty = [m for m, p in zip(mods, paths) if not p]
             if empty:
                 raise InputError(source, f"subject {s}: no {', '.join(empty)} image")
+            age = row.get("age_months")
+            age = None if age is None or pd.isna(age) or age == "" else float(age)
             result, _ = segment_files(segmenter, paths, mods, plans[s],
-                                      memory_budget=memory_budget, title=s)
-            vol = label_volumes(result.labels, result.label_names)
-            rows.append({"subject": s, **{f"{n}_ml": v for n, v in zip(vol["name"], vol["volume_ml"])}})
+                                      memory_budget=memory_budget, subject=s, age_months=age)
+            rows.append(volume_row(label_volumes(result.labels, result.label_names,
+                                                 subject=s, age_months=age)))
         except Exception as e:  # noqa: BLE001 - one bad subject must not stop the batch
             if verbose:
                 traceback.print_exc(file=sys.stderr)

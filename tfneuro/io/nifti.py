@@ -80,8 +80,9 @@ def load_volume(path: str | os.PathLike, *, kind: str = "image", scheme=None) ->
 
     Raises:
         InputError: missing file, unreadable or truncated data, not an image, 2D, 4D with more
-            than one volume, NaN/Inf voxels, all-zero volume; for labels also non-integer values
-            and values outside ``scheme``.
+            than one volume, NaN/Inf voxels, all-zero volume, a constant image (every voxel
+            the same non-zero value; label maps may be constant); for labels also non-integer
+            values and values outside ``scheme``.
     """
     path = os.fspath(path)
     if kind not in ("image", "label"):
@@ -107,6 +108,9 @@ def load_volume(path: str | os.PathLike, *, kind: str = "image", scheme=None) ->
             raise InputError(path, f"{bad} NaN/Inf voxel(s), first at voxel {first}")
     if not np.any(data):
         raise InputError(path, "all voxels are zero (empty volume)")
+    if kind == "image" and data.min() == data.max():
+        raise InputError(path, f"all voxels have the same value {float(data.flat[0]):g} "
+                               "(a constant image has no anatomy to segment)")
 
     if kind == "label":
         if data.dtype.kind == "f":

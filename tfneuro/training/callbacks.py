@@ -105,8 +105,9 @@ class EpochScalars(keras.callbacks.Callback):
 
 
 def tensorboard_callback(log_dir):
-    """``keras.callbacks.TensorBoard`` when the ``tensorboard`` package is installed, else
-    :class:`EpochScalars` (same directory layout, epoch scalars only)."""
+    """``keras.callbacks.TensorBoard`` when the ``tensorboard`` package is installed (the
+    ``tfneuro[tensorboard]`` extra), else :class:`EpochScalars` (same directory layout, epoch
+    scalars only)."""
     try:
         import tensorboard  # noqa: F401
     except ImportError:
