@@ -29,6 +29,7 @@ _EXPORTS = {
     "split_baselines": "compare",
     "unlabelled_slice_tables": "compare",
     "skill_summary": "compare",
+    "NEAREST_SLICE": "compare",
 }
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)
