@@ -43,8 +43,10 @@ def nearest_slice_fill(labels, labelled_masks):
     For a volume labelled by several budget units (paper 002's repeated scans, each with its
     own slices, possibly along different axes for the "random" allocation): every voxel takes
     the label of the nearest labelled slice of any mask, the distance counted in slices along
-    that mask's own axis (ties: the earlier mask). Each mask must be whole slices along one
-    axis (found from the mask itself).
+    that mask's own axis. Masks along the same axis are pooled first (so they give exactly
+    :func:`nearest_slice_baseline` of their union: ties to the lower slice); between axes a tie
+    goes to the axis whose mask came first. Each mask must be whole slices along one axis
+    (found from the mask itself).
 
     Args:
         labels: 3D label map (only its labelled slices are read).
@@ -58,14 +60,18 @@ def nearest_slice_fill(labels, labelled_masks):
     masks = list(labelled_masks)
     if not masks:
         raise InputError("labelled_masks", "no mask given")
-    out = dist = None
+    per_axis = {}  # axis -> labelled slices, in the order the axes first appear
     for i, mask in enumerate(masks):
         mask = np.asarray(mask)
         if mask.shape != labels.shape:
             raise InputError(f"labelled_masks {i}", f"shape {mask.shape} differs from the "
                                                     f"labels' {labels.shape}")
         axis = _whole_slice_axis(mask != 0, i)
-        source, d = _nearest_source(_slice_flags(labels, mask, axis))
+        flags = _slice_flags(labels, mask, axis)
+        per_axis[axis] = per_axis[axis] | flags if axis in per_axis else flags
+    out = dist = None
+    for axis, flags in per_axis.items():
+        source, d = _nearest_source(flags)
         shape = [1] * labels.ndim
         shape[axis] = labels.shape[axis]
         d = np.broadcast_to(d.reshape(shape), labels.shape)
