@@ -318,13 +318,14 @@ def test_age_unet3d_learns_past_the_baselines(tmp_path, neonatal_cohort_csv):
 
     * segmentation: mean Dice over the val and test subjects at least the best baseline's
       (intensity) + 0.03 (measured 0.758 vs intensity 0.646, atlas 0.429);
-    * age: mean absolute error at most the mean-training-age baseline's + 1 month (measured
-      1.22 vs 0.83 months): the head has learnt the scale of the ages.
+    * age: mean absolute error at most the mean-training-age baseline's + 0.75 month
+      (measured 1.22 vs 0.83 months): the head has learnt the scale of the ages.
 
-    Seen failing: with the training label files shuffled among the training subjects the
-    segmentation floor failed (0.X vs 0.X); with ``--age_weight 0`` (the age term out of the
-    loss) the age floor failed (MAE X months). The weight's place in the loss is checked by
-    its definition in tests/test_training_segmentation.py.
+    Seen failing: with the training label files shuffled among the training subjects (each
+    image with another subject's labels, resampled to its grid) the segmentation floor failed
+    (0.401 vs intensity 0.421 + 0.03); with ``--age_weight 0`` (the age term out of the loss)
+    the age floor failed (MAE 2.00 months > 0.83 + 0.75). The weight's place in the loss is
+    checked by its definition in tests/test_training_segmentation.py.
     """
     from floors import check_intensity_rows, means
 
@@ -349,7 +350,7 @@ def test_age_unet3d_learns_past_the_baselines(tmp_path, neonatal_cohort_csv):
     base = ages[ages["model"] == "baseline: mean training age"]
     np.testing.assert_allclose(base["predicted_age_months"], train_ages.mean())
     mae = ages.groupby("model")["absolute_error"].mean()
-    assert mae["age_unet3d"] <= mae["baseline: mean training age"] + 1.0, mae.to_dict()
+    assert mae["age_unet3d"] <= mae["baseline: mean training age"] + 0.75, mae.to_dict()
     assert "age MAE" in stdout and "skill over the best baseline" in stdout
 
 

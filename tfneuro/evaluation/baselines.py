@@ -35,8 +35,7 @@ from tfneuro.evaluation.nearest_slice import (  # noqa: F401 (re-exported)
 )
 
 __all__ = ["IntensityBaseline", "fit_intensity_baseline", "foreground_mask", "align_to",
-           "atlas_baseline", "nearest_slice_baseline",
-           "nearest_slice_fill"]
+           "atlas_baseline", "nearest_slice_baseline", "nearest_slice_fill"]
 
 MODELS = ("qda", "gnb")
 

@@ -16,9 +16,8 @@ source (the model's name, ``"baseline: intensity"``, ``"baseline: atlas"``).
 
 from __future__ import annotations
 
-import pandas as pd
-
 import numpy as np
+import pandas as pd
 
 from tfneuro.data.pipeline import load_subject
 from tfneuro.errors import InputError
