@@ -68,3 +68,21 @@ def means(res: pd.DataFrame, column="model", **where) -> pd.Series:
     for c, v in where.items():
         res = res[(res[c] == v) | res[c].isna()]
     return res.groupby(column)["dice"].mean()
+
+
+def axial_fill_by_hand(y, masks):
+    """The nearest-labelled-slice baseline of an axial budget, by brute force: the union of
+    the masks' labelled z-slices, every other slice copied from the nearest of them (ties to
+    the lower), and the voxels it is scored on (unlabelled, inside the bounding box of the
+    reference foreground). Returns ``(filled, scored)``."""
+    y = np.asarray(y)
+    known = np.zeros(y.shape[2], bool)
+    for w in masks:  # an axial budget: whole z-slices
+        known |= np.asarray(w).reshape(-1, y.shape[2]).all(0)
+    ks = np.flatnonzero(known)
+    filled = np.stack([y[..., min(ks, key=lambda j: (abs(j - k), j))]
+                       for k in range(y.shape[2])], axis=-1)
+    idx = np.argwhere(y != 0)
+    box = np.zeros(y.shape, bool)
+    box[tuple(slice(a, b + 1) for a, b in zip(idx.min(0), idx.max(0)))] = True
+    return filled, box & ~known[None, None, :]

@@ -105,6 +105,8 @@ def test_unlabelled_slice_tables_by_hand(synth_cohort):
     from tfneuro.data.budget import budget_weights
     from tfneuro.evaluation.compare import NEAREST_SLICE, unlabelled_slice_tables
 
+    from floors import axial_fill_by_hand
+
     row = select_split(synth_cohort, "train").iloc[[0]]
     units = pd.concat([row.assign(subject=f"{row['subject'].iloc[0]}#r{r}", scan="s")
                        for r in range(2)], ignore_index=True)
@@ -118,17 +120,7 @@ def test_unlabelled_slice_tables_by_hand(synth_cohort):
 
     table = unlabelled_slice_tables(oracle, units, weights, name="oracle", group_column="scan")
     y = load_subject(units.iloc[0].to_dict())[1]
-    known = np.zeros(y.shape[2], bool)
-    for r in units.to_dict("records"):  # axial: whole z-slices
-        known |= weights(r, y).reshape(-1, y.shape[2]).all(0)
-    ks = np.flatnonzero(known)
-    filled = np.empty_like(y)
-    for k in range(y.shape[2]):
-        filled[..., k] = y[..., min(ks, key=lambda s: (abs(s - k), s))]
-    idx = np.argwhere(y != 0)
-    box = np.zeros(y.shape, bool)
-    box[tuple(slice(a, b + 1) for a, b in zip(idx.min(0), idx.max(0)))] = True
-    scored = box & ~known[None, None, :]
+    filled, scored = axial_fill_by_hand(y, [weights(r, y) for r in units.to_dict("records")])
     base = table[table["model"] == NEAREST_SLICE]
     assert (base["scored_voxels"] == scored.sum()).all()
     np.testing.assert_allclose(base["dice"], [_dice(y[scored], filled[scored], k)

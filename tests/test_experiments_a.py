@@ -4,7 +4,8 @@ subprocesses, plus one bad-input case per script (one ``error:`` line, non-zero 
 written) and ``--resume`` continuing an interrupted run.
 
 Values are checked against numbers computed here from the written files (Dice by its
-definition, volumes from voxel counts), not against the scripts' own code."""
+definition, volumes from voxel counts), not against the scripts' own code. AgeU-Net (paper 002)
+also has a learning floor (issue 15, tests/floors.py)."""
 
 import os
 import subprocess
@@ -251,7 +252,7 @@ def test_label_budget(tmp_path, synth_cohort_csv):
     force."""
     from tfneuro.data.budget import allocate_budget, budget_weights
 
-    from floors import check_intensity_rows
+    from floors import axial_fill_by_hand, check_intensity_rows
 
     out = tmp_path / "lb"
     ok(run("label_budget.py", "--cohort", synth_cohort_csv, "--out", out, "--full_epochs", 1,
@@ -280,18 +281,9 @@ def test_label_budget(tmp_path, synth_cohort_csv):
     for scan in train["subject"]:
         y = np.asarray(nib.load(os.path.join(base, train.set_index("subject").loc[scan, "label"]))
                        .dataobj).astype(int)
-        known = np.zeros(y.shape[2], bool)
-        for s, rep in units:
-            if s == scan:  # an axial budget: whole z-slices
-                w = budget_weights(y, "axial", 1 / 3, seed=0, key=f"{s}#r{rep}")
-                known |= w.reshape(-1, y.shape[2]).all(0)
-        ks = np.flatnonzero(known)
-        filled = np.stack([y[..., min(ks, key=lambda j: (abs(j - k), j))]
-                           for k in range(y.shape[2])], axis=-1)
-        idx = np.argwhere(y != 0)
-        box = np.zeros(y.shape, bool)
-        box[tuple(slice(a, b + 1) for a, b in zip(idx.min(0), idx.max(0)))] = True
-        scored = box & ~known[None, None, :]
+        filled, scored = axial_fill_by_hand(
+            y, [budget_weights(y, "axial", 1 / 3, seed=0, key=f"{s}#r{rep}")
+                for s, rep in units if s == scan])
         rows = near[near["subject"] == scan]
         assert (rows["scored_voxels"] == scored.sum()).all()
         np.testing.assert_allclose(rows["dice"], [dice(y[scored], filled[scored], k)

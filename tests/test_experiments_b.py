@@ -4,7 +4,8 @@ train_necnet.py, train_age_classifier.py, gradcam_age.py, train_infinet.py, trai
 each runs with tiny flags on a tiny synthetic cohort and its outputs are checked against values
 computed here independently (Dice from the written masks, age groups from the ages, channel
 means from skimage's equalisation); each rejects bad input with one ``error:`` line, exit 2,
-and leaves no output.
+and leaves no output. InfiNet, its U-Net baselines and the VGG16 FCN also have a learning floor
+(issue 15, tests/floors.py): a short training run must beat a baseline by a set margin.
 """
 
 import os
