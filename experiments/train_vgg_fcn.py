@@ -41,10 +41,10 @@ use ``--modality t1 --learning_rate 1e-8 --drop_coarsest``.
 
 Departure (``--weights none`` only): the input scale. With ImageNet weights the mean-subtracted
 [0, 1] slices are multiplied by 255, the 8-bit range those filters were trained on (paper 004
-fed 8-bit images to Caffe). A randomly initialised VGG16 has no such range, and 255-scaled inputs
-gave it a first loss near 10 and a collapse to all-background within 100 steps
-(docs/papers_002_003_004.md), so ``--input_scale`` defaults to 255 with pre-trained weights and
-to 1 with ``--weights none``.
+fed 8-bit images to Caffe). A randomly initialised VGG16 has no such range, and with 255-scaled
+inputs it collapsed to all-background (Dice 0 for every class after 150 steps, where scale 1
+reached 0.32; docs/papers_002_003_004.md), so ``--input_scale`` defaults to 255 with pre-trained
+weights and to 1 with ``--weights none``.
 """
 from __future__ import annotations
 

@@ -339,8 +339,8 @@ def test_vgg_fcn_learns_and_stores_the_channel_mean(neonatal_cohort_csv, tmp_pat
     Also: the stored channel mean is the mean of the (n-1, n, n+1) axial stacks of the
     histogram-equalised, centre-padded training T2 volumes, computed here from the definition.
 
-    Seen failing: with ``--learning_rate=0`` (an untrained network) mean Dice 0.X < chance +
-    0.15 = 0.231.
+    Measured 0.319 (docs/papers_002_003_004.md). Seen failing: with ``--learning_rate=1e-30``
+    (an untrained network) mean Dice 0.100 < chance 0.081 + 0.15.
     """
     from skimage import exposure
 
