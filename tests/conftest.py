@@ -32,3 +32,19 @@ def synth_cohort(synth_cohort_csv):
     from tfneuro.data.cohort import read_cohort
 
     return read_cohort(synth_cohort_csv)
+
+
+@pytest.fixture(scope="session")
+def iso_cohort_csv(tmp_path_factory):
+    """Learning floors (tests/floors.py): 5 isointense subjects (6.5-8.5 months) at 4 mm."""
+    from floors import ISO_AGES, make_floor_cohort
+
+    return make_floor_cohort(tmp_path_factory.mktemp("iso_cohort"), ISO_AGES, seed=3)
+
+
+@pytest.fixture(scope="session")
+def neonatal_cohort_csv(tmp_path_factory):
+    """Learning floors (tests/floors.py): 5 neonates (0.5-2.5 months) at 4 mm."""
+    from floors import NEONATAL_AGES, make_floor_cohort
+
+    return make_floor_cohort(tmp_path_factory.mktemp("neonatal_cohort"), NEONATAL_AGES, seed=5)

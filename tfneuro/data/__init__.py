@@ -3,7 +3,8 @@
 Public names (imported lazily, so ``import tfneuro.data`` does not import TensorFlow):
 
 - cohorts (:mod:`tfneuro.data.cohort`): ``read_cohort``, ``write_cohort``, ``validate_cohort``,
-  ``check_files``, ``select_split``, ``assign_splits``, ``require_splits``, ``cohort_files``,
+  ``check_files``, ``select_split``, ``assign_splits``, ``require_splits``,
+  ``train_and_eval_splits``, ``cohort_files``,
   ``cohort_shape``; ``load_cohort`` (:mod:`tfneuro.data.load`: a run's validated cohort, or
   the synthetic one);
   builders from directory layouts (:mod:`tfneuro.data.builders`): ``from_dhcp``,
@@ -28,6 +29,7 @@ _EXPORTS = {
     "assign_splits": "cohort",
     "load_cohort": "load",
     "require_splits": "cohort",
+    "train_and_eval_splits": "cohort",
     "cohort_files": "cohort",
     "cohort_shape": "cohort",
     "from_dhcp": "builders",

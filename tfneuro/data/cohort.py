@@ -263,3 +263,19 @@ def require_splits(df: pd.DataFrame, *names) -> tuple:
         if part.empty:
             raise InputError(df.attrs.get("source", "cohort"), f"no subjects with split '{name}'")
     return parts
+
+
+def train_and_eval_splits(df: pd.DataFrame, evals=("val", "test")) -> tuple:
+    """``(train rows, {split: rows})``: the ``train`` split and every non-empty split of
+    ``evals``, refusing a cohort without training subjects or without any of ``evals``.
+
+    Raises:
+        InputError: naming the cohort CSV.
+    """
+    train = select_split(df, "train")
+    parts = {name: select_split(df, name) for name in evals}
+    parts = {name: part for name, part in parts.items() if not part.empty}
+    if train.empty or not parts:
+        raise InputError(df.attrs.get("source", "cohort"),
+                         f"needs subjects with split 'train' and with split {' or '.join(evals)}")
+    return train, parts

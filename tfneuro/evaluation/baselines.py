@@ -14,7 +14,8 @@ orientation (e.g. conformed RAS); images are ``[X, Y, Z]`` (one channel) or ``[X
   by the bounding box (per-axis scale + translation) or the second moments (full affine) of
   the head/brain foreground, then every voxel takes the majority label. It asks: how far
   does average anatomy get without looking at the test subject's intensities?
-* **nearest labelled slice** (:func:`nearest_slice_baseline`): for label budgets (paper 002,
+* **nearest labelled slice** (:func:`nearest_slice_baseline`, :func:`nearest_slice_fill`;
+  in :mod:`tfneuro.evaluation.nearest_slice`, re-exported here): for label budgets (paper 002,
   "Label Budgeting Experiments": only a share of the 2D slices along an axis is labelled),
   every unlabelled slice takes the labels of the nearest labelled slice. It asks: what does
   simply copying the labelled slices give?
@@ -28,9 +29,13 @@ import numpy as np
 from scipy import ndimage
 
 from tfneuro.errors import InputError
+from tfneuro.evaluation.nearest_slice import (  # noqa: F401 (re-exported)
+    nearest_slice_baseline,
+    nearest_slice_fill,
+)
 
 __all__ = ["IntensityBaseline", "fit_intensity_baseline", "foreground_mask", "align_to",
-           "atlas_baseline", "nearest_slice_baseline"]
+           "atlas_baseline", "nearest_slice_baseline", "nearest_slice_fill"]
 
 MODELS = ("qda", "gnb")
 
@@ -341,48 +346,3 @@ def atlas_baseline(train_images, train_labels, test_image, *, method: str = "bbo
                                           mode="constant", cval=0)
         np.add.at(votes, (warped.ravel(), where), 1)
     return np.argmax(votes, axis=0).reshape(test.shape[:3]).astype(np.int32)
-
-
-def nearest_slice_baseline(labels, labelled_mask, axis: int = 2) -> np.ndarray:
-    """Fill every unlabelled slice with the labels of the nearest labelled slice.
-
-    Args:
-        labels: label map (any dimensionality >= 2); only its labelled slices are read.
-        labelled_mask: which slices along ``axis`` are labelled: a boolean vector with one
-            entry per slice, or a mask with ``labels``' shape that is constant within each
-            slice (e.g. a label-budget weight map, :func:`tfneuro.data.budget.budget_weights`).
-        axis: the slicing axis (paper 002's budgets: 0 sagittal, 1 coronal, 2 axial on RAS).
-
-    Returns:
-        A copy of ``labels`` where slice ``i`` holds labelled slice ``j`` minimising
-        ``|i - j|`` (a tie goes to the lower index); labelled slices are unchanged.
-    """
-    labels = np.asarray(labels)
-    if labels.ndim < 2:
-        raise InputError("labels", f"must have >= 2 dimensions, got shape {labels.shape}")
-    if not -labels.ndim <= int(axis) < labels.ndim:
-        raise InputError("axis", f"{axis} is not an axis of a {labels.ndim}D label map")
-    axis = int(axis) % labels.ndim
-    n = labels.shape[axis]
-    mask = np.asarray(labelled_mask)
-    if mask.shape == labels.shape:
-        m = np.moveaxis(mask != 0, axis, 0).reshape(n, -1)
-        partial = np.flatnonzero(m.any(1) & ~m.all(1))
-        if partial.size:
-            raise InputError("labelled_mask", f"slice(s) {partial[:5].tolist()} along axis {axis} "
-                                              "are only partly labelled")
-        per_slice = m.all(1)
-    elif mask.shape == (n,):
-        per_slice = mask.astype(bool)
-    else:
-        raise InputError("labelled_mask", f"shape {mask.shape}: give one flag per slice ({n},) "
-                                          f"or a mask shaped like labels {labels.shape}")
-    known = np.flatnonzero(per_slice)
-    if known.size == 0:
-        raise InputError("labelled_mask", "no slice is labelled")
-    i = np.arange(n)
-    right = np.clip(np.searchsorted(known, i), 0, known.size - 1)
-    left = np.clip(right - 1, 0, known.size - 1)
-    use_left = np.abs(i - known[left]) <= np.abs(known[right] - i)
-    source = np.where(use_left, known[left], known[right])
-    return np.take(labels, source, axis=axis)

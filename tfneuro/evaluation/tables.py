@@ -27,7 +27,8 @@ from tfneuro.metrics.report import evaluation_table
 from tfneuro.utils.atomic import atomic_path
 from tfneuro.utils.progress import progress
 
-__all__ = ["evaluate_subjects", "mean_foreground_dice", "write_results", "print_summary"]
+__all__ = ["evaluate_subjects", "as_predictor", "as_labels", "mean_foreground_dice",
+           "write_results", "print_summary"]
 
 
 def evaluate_subjects(model, df: pd.DataFrame, *, modalities=("t1",), label="label",
@@ -62,15 +63,14 @@ def evaluate_subjects(model, df: pd.DataFrame, *, modalities=("t1",), label="lab
         ``return_predictions`` also the predictions.
     """
     names = scoring.pop("label_names", None)
-    predict = model if callable(model) and not hasattr(model, "predict_on_batch") else (
-        lambda x, row: predict_volume(model, x, views=views, window=window))
+    predict = as_predictor(model, views=views, window=window)
     tables, preds = [], {}
     for row in progress(df.to_dict("records"), desc=desc, unit="subject"):
         x, y, _ = load_subject(row, modalities=modalities, label=label, scheme=scheme,
                                normalize=normalize)
         out = predict(x, row)
         named = isinstance(out, dict)
-        variants = {k: _labels(v, y.ndim) for k, v in (out if named else {"none": out}).items()}
+        variants = {k: as_labels(v, y.ndim) for k, v in (out if named else {"none": out}).items()}
         if postprocess:
             variants.update(postprocess(variants["none"], row))
         spacing = voxel_spacing(row[modalities[0]])
@@ -86,7 +86,15 @@ def evaluate_subjects(model, df: pd.DataFrame, *, modalities=("t1",), label="lab
     return (table, preds) if return_predictions else table
 
 
-def _labels(prediction, ndim: int) -> np.ndarray:
+def as_predictor(model, *, views=None, window=(96, 96, 96)):
+    """``predict(x, row)`` for a Keras model or a dict ``{view: 2D model}``
+    (:func:`tfneuro.inference.predict_volume`); a plain callable is returned as it is."""
+    if callable(model) and not hasattr(model, "predict_on_batch"):
+        return model
+    return lambda x, row: predict_volume(model, x, views=views, window=window)
+
+
+def as_labels(prediction, ndim: int = 3) -> np.ndarray:
     """Class ids from probabilities (argmax over the last axis) or from labels as they are."""
     p = np.asarray(prediction)
     return (np.argmax(p, axis=-1) if p.ndim == ndim + 1 else p).astype(np.int32)

@@ -58,6 +58,9 @@ _EXPORTS = {
     "build_segmentation_3d": "segmentation",
     "patch_train_fn": "segmentation",
     "class_weights_from_cohort": "segmentation",
+    "patch_steps": "segmentation",
+    "count_batches": "segmentation",
+    "repeating": "segmentation",
 }
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)

@@ -1,12 +1,14 @@
 """Segmentation training set-ups that several experiments share: the loss (with deep
-supervision), compiling a 3D segmentation model with a paper recipe, the per-epoch patch
-datasets, and QuickNAT's median-frequency class weights over a cohort."""
+supervision, and AgeU-Net's weighted age term), compiling a 3D segmentation model with a paper
+recipe, the per-epoch patch datasets and their step counts, and QuickNAT's median-frequency
+class weights over a cohort."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from tfneuro.data.patches import patch_dataset
+from tfneuro.errors import InputError
 from tfneuro.io import get_scheme, load_volume
 from tfneuro.losses import DeepSupervisionLoss, DiceCELoss
 from tfneuro.losses.cross_entropy import median_frequency_weights
@@ -15,7 +17,8 @@ from tfneuro.training.loop import epoch_seed
 from tfneuro.training.recipes import make_optimizer
 
 __all__ = ["segmentation_loss", "compile_segmentation", "build_segmentation_3d",
-           "patch_train_fn", "class_weights_from_cohort"]
+           "patch_train_fn", "patch_steps", "count_batches", "repeating",
+           "class_weights_from_cohort"]
 
 
 def segmentation_loss(model):
@@ -27,25 +30,41 @@ def segmentation_loss(model):
 
 
 def compile_segmentation(model, *, steps_per_epoch: int, epochs: int, learning_rate,
-                         compile_kwargs=None, recipe: str = "paper002"):
-    """Compile ``model`` with a fresh optimizer of ``recipe`` and :func:`segmentation_loss`."""
+                         compile_kwargs=None, recipe: str = "paper002", age_weight=None):
+    """Compile ``model`` with a fresh optimizer of ``recipe`` and :func:`segmentation_loss`.
+
+    A model with an age head (AgeU-Net, paper 002; ``model.has_age``) gets the total loss
+    ``L_seg + age_weight * MSE(age)`` (``age_weight`` default
+    :data:`tfneuro.models.res_unet3d.AGE_LOSS_WEIGHT`, 0.01) and takes targets
+    ``{"segmentation": labels, "age": [B, 1]}``.
+    """
+    loss, weights = segmentation_loss(model), None
+    if getattr(model, "has_age", False):
+        from tfneuro.models.res_unet3d import AGE_LOSS_WEIGHT
+
+        lam = AGE_LOSS_WEIGHT if age_weight is None else float(age_weight)
+        loss, weights = {"segmentation": loss, "age": "mse"}, {"segmentation": 1.0, "age": lam}
+    elif age_weight is not None:
+        raise InputError("age_weight", f"{model.name!r} has no age head")
     model.compile(optimizer=make_optimizer(recipe, steps_per_epoch=steps_per_epoch,
                                            epochs=epochs, learning_rate=learning_rate),
-                  loss=segmentation_loss(model), **(compile_kwargs or {}))
+                  loss=loss, loss_weights=weights, **(compile_kwargs or {}))
     return model
 
 
 def build_segmentation_3d(name: str, num_classes: int, n_channels: int, *, base_filters: int,
                           depth: int, steps_per_epoch: int, epochs: int, learning_rate,
-                          strategy, compile_kwargs=None, recipe: str = "paper002", **kwargs):
-    """Build and compile a registered 3D segmentation model (res_unet3d / unet3d) in
-    ``strategy.scope()`` with a paper recipe's optimizer and :func:`segmentation_loss`."""
+                          strategy, compile_kwargs=None, recipe: str = "paper002",
+                          age_weight=None, **kwargs):
+    """Build and compile a registered 3D segmentation model (res_unet3d, age_unet3d, unet3d)
+    in ``strategy.scope()`` with a paper recipe's optimizer and :func:`segmentation_loss`
+    (:func:`compile_segmentation`, ``age_weight`` for an age head)."""
     with strategy.scope():
         model = get(name, num_classes=num_classes, input_shape=(None, None, None, n_channels),
                     base_filters=base_filters, depth=depth, **kwargs)
         compile_segmentation(model, steps_per_epoch=steps_per_epoch, epochs=epochs,
                              learning_rate=learning_rate, compile_kwargs=compile_kwargs,
-                             recipe=recipe)
+                             recipe=recipe, age_weight=age_weight)
     return model
 
 
@@ -62,6 +81,22 @@ def patch_train_fn(df, *, patch_size, patches_per_volume: int, modalities, schem
                              batch_size=batch_size, seed=epoch_seed(seed, epoch), **source)
 
     return train_ds
+
+
+def patch_steps(n_volumes: int, patches_per_volume: int, batch_size: int) -> int:
+    """Batches per epoch of :func:`patch_train_fn`: every volume's patches once."""
+    return max(1, -(-int(n_volumes) * int(patches_per_volume) // int(batch_size)))
+
+
+def count_batches(dataset) -> int:
+    """Batches in one pass of a finite dataset (at least 1): the default steps per epoch."""
+    return max(1, sum(1 for _ in dataset))
+
+
+def repeating(make_dataset):
+    """``epoch -> make_dataset(epoch).repeat()``: an epoch of a given number of steps then
+    never runs out of data (each epoch's dataset is still built from its own seed)."""
+    return lambda epoch: make_dataset(epoch).repeat()
 
 
 def class_weights_from_cohort(df, num_classes: int, scheme=None, column: str = "label"):
