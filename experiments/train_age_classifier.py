@@ -41,9 +41,13 @@ from tfneuro.apps import flags as aflags
 from tfneuro.apps.age_study import (
     age_group,
     classifier_input,
+    load_age_cohort,
     load_skull_model,
     parse_shape,
     predicted_mask,
+    results_table,
+    size_baseline,
+    size_features,
 )
 from tfneuro.apps.cli import run
 from tfneuro.data import cohort as cohorts
@@ -55,7 +59,7 @@ FLAGS = flags.FLAGS
 
 def define_flags():
     """Flags of this script (defined only when it runs as a program)."""
-    aflags.define_experiment_flags(synth_subjects=12, synth_spacing=2.0)
+    aflags.define_experiment_flags(synth_subjects=36, synth_spacing=4.0)
     aflags.define_training_flags(epochs=50, batch_size=2, learning_rate=1e-4, seed=0)
     flags.DEFINE_string("model", "resnet3d_50", "Classifier: resnet3d_50 (paper 000's best), "
                         "resnet3d_101 or resnet3d_152.")
@@ -102,13 +106,29 @@ def _dataset(rows, masks, pad_to, seed, shuffle):
     return ds.batch(FLAGS.batch_size).prefetch(2)
 
 
+def _skull_masks(df, skull_model):
+    """NEC-NET masks of every subject ({} when the cohort's masks are used)."""
+    from tfneuro.utils.progress import progress
+
+    if skull_model is None:
+        return {}
+    return {row["subject"]: predicted_mask(skull_model, row, FLAGS.modality, FLAGS.theta,
+                                           FLAGS.window)
+            for row in progress(df.to_dict("records"), desc="skull masks", unit="subject")}
+
+
+def _size_baseline(train, test, masks, pad_to):
+    """Groups the head-size baseline predicts for ``test``, fitted on ``train``."""
+    def feats(d):
+        return [size_features(r, classifier_input(r, FLAGS.modality, pad_to,
+                                                  masks.get(r["subject"]), FLAGS.mask_column)[1],
+                              FLAGS.modality) for r in d.to_dict("records")]
+
+    return size_baseline(feats(train), [age_group(a) for a in train["age_months"]], feats(test))
+
+
 def main(argv):
     del argv
-    import numpy as np
-    import pandas as pd
-
-    from tfneuro.models.resnet3d import AGE_GROUPS_MONTHS
-
     out = checks.check_out_dir(FLAGS.out, inputs=[FLAGS.cohort] if FLAGS.cohort else [])
     checks.check_model_name(FLAGS.model, modalities=(FLAGS.modality,), tasks=("classification",))
     if FLAGS.model not in MODELS:
@@ -117,32 +137,26 @@ def main(argv):
     if FLAGS.skull_model and not os.path.isfile(FLAGS.skull_model):
         raise InputError("--skull_model", f"{FLAGS.skull_model}: file not found")
     config = aflags.config_from_flags()
-    mask_col = None if FLAGS.skull_model else FLAGS.mask_column
-    df = aflags.cohort_from_flags(FLAGS, out_dir=out, modalities=(FLAGS.modality,), label=mask_col,
-                                  scheme="tissue4" if mask_col else None, require_age=True,
-                                  min_subjects=2)
-    source = df.attrs.get("source", "cohort")
+    seed = aflags.seed_value(FLAGS)
+    df = load_age_cohort(FLAGS.cohort, out_dir=out, modality=FLAGS.modality,
+                         mask_column=None if FLAGS.skull_model else FLAGS.mask_column,
+                         synth_subjects=FLAGS.synth_subjects, spacing=FLAGS.synth_spacing,
+                         seed=seed)
     train, test = cohorts.require_splits(df, "train", "test")
     val = df[df["split"] == "val"].reset_index(drop=True)
     outputs = {n: os.path.join(out, n) for n in ("results.csv", "model.keras", "classifier.json")}
     checks.check_outputs(outputs, cohorts.cohort_files(df))
-    if pad_to is None:
-        pad_to = cohorts.cohort_shape(df, FLAGS.modality, multiple=16)
+    pad_to = pad_to or cohorts.cohort_shape(df, FLAGS.modality, multiple=16)
     skull_model = load_skull_model(FLAGS.skull_model, FLAGS.unsafe) if FLAGS.skull_model else None
 
-    from tfneuro.training import epoch_seed, fit, setup_runtime
-    from tfneuro.utils.progress import progress
-
-    strategy = setup_runtime(config)
-    masks = {}
-    if skull_model is not None:
-        for row in progress(df.to_dict("records"), desc="skull masks", unit="subject"):
-            masks[row["subject"]] = predicted_mask(skull_model, row, FLAGS.modality, FLAGS.theta,
-                                                   FLAGS.window)
     import keras
 
     from tfneuro.models import get
+    from tfneuro.models.resnet3d import AGE_GROUPS_MONTHS
+    from tfneuro.training import epoch_seed, fit, setup_runtime
 
+    strategy = setup_runtime(config)
+    masks = _skull_masks(df, skull_model)
     with strategy.scope():
         model = get(FLAGS.model, num_classes=len(AGE_GROUPS_MONTHS),
                     input_shape=tuple(pad_to) + (3,), base_filters=FLAGS.base_filters)
@@ -150,37 +164,31 @@ def main(argv):
                       loss=keras.losses.SparseCategoricalCrossentropy(),
                       metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
                       **config.compile_kwargs())
-    seed = aflags.seed_value(FLAGS)
     train_rows, val_rows = train.to_dict("records"), val.to_dict("records")
     history = fit(model, lambda e: _dataset(train_rows, masks, pad_to, epoch_seed(seed, e), True),
                   (lambda e: _dataset(val_rows, masks, pad_to, 0, False)) if val_rows else None,
                   epochs=FLAGS.epochs, out_dir=os.path.join(out, "train"), resume=FLAGS.resume,
                   seed=seed, strategy=strategy, tensorboard=FLAGS.tensorboard)
-
     probs = model.predict(_dataset(test.to_dict("records"), masks, pad_to, 0, False), verbose=0)
-    truth = np.array([age_group(a) for a in test["age_months"]])
-    pred = probs.argmax(axis=1)
-    groups = np.asarray(AGE_GROUPS_MONTHS)
-    table = pd.DataFrame({"subject": test["subject"], "age_months": test["age_months"],
-                          "true_group_months": groups[truth], "predicted_group_months": groups[pred],
-                          "correct": pred == truth})
-    for k, g in enumerate(AGE_GROUPS_MONTHS):
-        table[f"p_{g}m"] = probs[:, k]
+    table = results_table(test, probs, _size_baseline(train, test, masks, pad_to))
     save_model(model, outputs["model.keras"])
     from tfneuro.utils.atomic import atomic_write_text
 
     atomic_write_text(outputs["classifier.json"], json.dumps({
-        "model": FLAGS.model, "cohort": os.path.abspath(source), "modality": FLAGS.modality, "pad_to": list(pad_to),
-        "normalize": "zscore", "age_groups_months": list(AGE_GROUPS_MONTHS),
-        "mask_column": FLAGS.mask_column, "skull_model": (os.path.abspath(FLAGS.skull_model)
-                                                          if FLAGS.skull_model else None),
+        "model": FLAGS.model, "cohort": os.path.abspath(df.attrs.get("source", "cohort")),
+        "modality": FLAGS.modality, "pad_to": list(pad_to), "normalize": "zscore",
+        "age_groups_months": list(AGE_GROUPS_MONTHS), "mask_column": FLAGS.mask_column,
+        "skull_model": os.path.abspath(FLAGS.skull_model) if FLAGS.skull_model else None,
         "theta": FLAGS.theta, "window": FLAGS.window, "last_conv": "last_conv",
         "epochs_trained": int(len(history))}, indent=2))
     evaluation.write_results(table, outputs["results.csv"])
     evaluation.print_summary(f"{FLAGS.model}: age group of {len(test)} test subject(s)", table,
-                             ["subject", "age_months", "true_group_months", "predicted_group_months",
-                              "correct"])
+                             ["subject", "age_months", "true_group_months",
+                              "predicted_group_months", "correct", "size_baseline_group_months"])
     print(f"results: {outputs['results.csv']}")
+    print(f"chance (1/{len(AGE_GROUPS_MONTHS)}): {1 / len(AGE_GROUPS_MONTHS):.4f}; head-size "
+          f"baseline (fitted on the {len(train)} training subjects): "
+          f"{float(table['size_baseline_correct'].mean()):.4f}")
     print(f"top-1 accuracy: {float(table['correct'].mean()):.4f}")
 
 

@@ -8,7 +8,8 @@ Part of the apps layer: it may use everything below it (data, models, inference,
 - :mod:`tfneuro.evaluation.baselines`: intensity, atlas and nearest-labelled-slice baselines
   (numpy / scipy / scikit-image only);
 - :mod:`tfneuro.evaluation.compare`: the baselines' rows of a results table, fitted on the
-  same training subjects as the model, and the model's skill over the best of them.
+  same training subjects as the model, the model's skill over the best of them, and
+  ``comparison_table`` (models side by side, one row per metric: paper 000's Table 2).
 
 Names are resolved lazily: importing the package imports no TensorFlow.
 """
@@ -22,6 +23,7 @@ _EXPORTS = {
     "print_summary": "tables",
     "baseline_tables": "compare",
     "skill_summary": "compare",
+    "comparison_table": "compare",
 }
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)
