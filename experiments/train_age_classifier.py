@@ -77,6 +77,9 @@ def define_flags():
                          lower_bound=8)
     flags.DEFINE_list("pad_to", None, "Input shape X,Y,Z every volume is centre padded/cropped "
                       "to (default: the cohort's largest, rounded up to 16).")
+    flags.DEFINE_integer("steps_per_epoch", None, "Batches per epoch (default: one pass over "
+                         "the training subjects; more passes per epoch save the per-epoch "
+                         "re-seeding of tfneuro.training.fit).", lower_bound=1)
     flags.DEFINE_integer("base_filters", 64, "Bottleneck width of the first ResNet stage (He et "
                          "al.: 64).", lower_bound=1)
 
@@ -88,21 +91,27 @@ def save_model(model, path):
 
 # --- the program -----------------------------------------------------------------------------
 
-def _dataset(rows, masks, pad_to, seed, shuffle):
+def _dataset(rows, masks, pad_to, seed, shuffle, repeat=False):
+    """Batches of ``(classifier input, age-group index)``; ``repeat``: endless (a new order
+    each pass), for ``--steps_per_epoch``."""
     import numpy as np
     import tensorflow as tf
 
     def gen():
-        order = np.random.default_rng(seed).permutation(len(rows)) if shuffle else range(len(rows))
-        for i in order:
-            row = rows[i]
-            x, _ = classifier_input(row, FLAGS.modality, pad_to, masks.get(row["subject"]),
-                                    FLAGS.mask_column)
-            yield x, np.int32(age_group(row["age_months"]))
+        rng = np.random.default_rng(seed)
+        while True:
+            for i in rng.permutation(len(rows)) if shuffle else range(len(rows)):
+                row = rows[i]
+                x, _ = classifier_input(row, FLAGS.modality, pad_to, masks.get(row["subject"]),
+                                        FLAGS.mask_column)
+                yield x, np.int32(age_group(row["age_months"]))
+            if not repeat:
+                return
 
     ds = tf.data.Dataset.from_generator(gen, output_signature=(
         tf.TensorSpec(tuple(pad_to) + (3,), tf.float32), tf.TensorSpec((), tf.int32)))
-    ds = ds.apply(tf.data.experimental.assert_cardinality(len(rows)))
+    if not repeat:
+        ds = ds.apply(tf.data.experimental.assert_cardinality(len(rows)))
     return ds.batch(FLAGS.batch_size).prefetch(2)
 
 
@@ -165,10 +174,13 @@ def main(argv):
                       metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
                       **config.compile_kwargs())
     train_rows, val_rows = train.to_dict("records"), val.to_dict("records")
-    history = fit(model, lambda e: _dataset(train_rows, masks, pad_to, epoch_seed(seed, e), True),
+    steps = FLAGS.steps_per_epoch
+    history = fit(model, lambda e: _dataset(train_rows, masks, pad_to, epoch_seed(seed, e), True,
+                                            repeat=bool(steps)),
                   (lambda e: _dataset(val_rows, masks, pad_to, 0, False)) if val_rows else None,
                   epochs=FLAGS.epochs, out_dir=os.path.join(out, "train"), resume=FLAGS.resume,
-                  seed=seed, strategy=strategy, tensorboard=FLAGS.tensorboard)
+                  seed=seed, steps_per_epoch=steps, strategy=strategy,
+                  tensorboard=FLAGS.tensorboard)
     probs = model.predict(_dataset(test.to_dict("records"), masks, pad_to, 0, False), verbose=0)
     table = results_table(test, probs, _size_baseline(train, test, masks, pad_to))
     save_model(model, outputs["model.keras"])
