@@ -10,12 +10,14 @@ What it does:
 1. loads the classifier (``OUT/model.keras`` of ``train_age_classifier.py``, safe mode) and its
    ``classifier.json`` (input shape, modality, where the skull masks come from); the cohort is
    ``--cohort`` or, by default, the one the classifier was trained on;
-2. checks before any work that the chosen subjects (``--split``) have ages, and that at least
-   two age groups have at least two subjects each (the ANOVA needs them);
+2. checks before any work that the chosen subjects (``--split``; default ``test``, the
+   held-out subjects the classifier never saw) have ages, and that at least two age groups
+   have at least two subjects each (the ANOVA needs them);
 3. per subject: the classifier input ``[image, mask, image x mask]``, and the Grad-CAM map
    (paper 000 eq. 2, ``tfneuro.explain.grad_cam``) of the layer ``last_conv`` -- "the last
-   convolutional layer of the last Res-block" -- for the predicted class (``--class_source``),
-   trilinearly upsampled to the input grid;
+   convolutional layer of the last Res-block", read as the block's output feature maps (see
+   ``tfneuro.models.resnet3d``; ``--layer stage4_block3_conv3`` for the literal conv) -- for
+   the predicted class (``--class_source``), trilinearly upsampled to the input grid;
 4. "the 95th percentile threshold of the normalized neurocranium heatmaps" with "an ANOVA test
    ... between different age groups": each map is z-scored over the neurocranium voxels
    (``--region skull``; ``all`` uses every voxel), its 95th percentile taken, and
@@ -188,8 +190,9 @@ def main(argv):
         mean_imgs.append(np.mean([images[i] for i in members], axis=0))
         mean_maps.append(np.mean([maps[i] for i in members], axis=0))
     _figure(mean_imgs, mean_maps, labels, paths["gradcam_mean_by_age.png"])
-    print(f"\nGrad-CAM {FLAGS.percentile:g}th percentile by age group ({len(per)} subjects of split "
-          f"{FLAGS.split}, layer {FLAGS.layer}, region {FLAGS.region}, {FLAGS.normalization})")
+    print(f"\nGrad-CAM {FLAGS.percentile:g}th percentile by age group ({len(per)} subjects of "
+          f"split {FLAGS.split}, layer {FLAGS.layer}, region {FLAGS.region}, "
+          f"{FLAGS.normalization})")
     print(table.to_string())
     for name in OUTPUTS:
         print(f"{name}: {paths[name]}")

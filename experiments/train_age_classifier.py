@@ -1,14 +1,19 @@
 """NEC-NET's skull-age classifier (paper 000 section 2.3.2, Table 3): a 3D ResNet on
-``[image, skull mask, image x mask]``, six age groups, top-1 accuracy on held-out subjects.
+``[image, skull mask, image x mask]``, six age groups, top-1 accuracy on held-out subjects
+beside chance and a head-size baseline.
 
     python experiments/train_age_classifier.py --out runs/age                 # synthetic cohort
     python experiments/train_age_classifier.py --out runs/age --model resnet3d_101
     python experiments/train_age_classifier.py --out runs/age --cohort c.csv \
-        --skull_model runs/necnet/stage1/model.keras                         # predicted masks
+        --skull_model runs/necnet/unet3d/stage1/model.keras                  # predicted masks
 
 What it does:
 
-1. validates flags, the cohort (image and mask files, ages present) and outputs before work;
+1. validates flags, the cohort (image files, skull masks holding 0/1, ages present) and
+   outputs before work. Without ``--cohort`` the synthetic age cohort is made in OUT/cohort
+   (``tfneuro.apps.age_study.synth_age_cohort``): ``--synth_subjects`` (36) spread over the six
+   groups of paper 000 (12-60 months; ages within 1.5 months of the visit), 2 test subjects
+   per group as in paper 000 section 2.1, at ``--synth_spacing`` (4 mm);
 2. maps each subject's ``age_months`` to the nearest of the paper's six groups (12, 18, 24, 36,
    48, 60 months; a tie goes to the younger group);
 3. builds the classifier input with ``tfneuro.models.resnet3d.make_classifier_input``: the
@@ -20,12 +25,14 @@ What it does:
    shape (``--pad_to``; default the cohort's largest shape rounded up to 16);
 4. trains ``resnet3d_50`` (default; paper 000 Table 3's best), ``_101`` or ``_152`` on the
    ``train`` split (``val`` for validation accuracy when present) with cross-entropy;
-5. evaluates top-1 accuracy on the ``test`` split and writes ``OUT/results.csv`` (one row per
-   test subject: true and predicted group, correct, class probabilities), ``OUT/model.keras``
-   and ``OUT/classifier.json`` (the preprocessing, read by ``experiments/gradcam_age.py``).
+5. evaluates top-1 accuracy on the ``test`` split beside chance (1/6) and a head-size baseline
+   fitted on the training subjects (nearest group centroid of the log skull-mask and head
+   volumes, ``age_study.size_baseline``), and writes ``OUT/results.csv`` (one row per test
+   subject: true and predicted group, correct, class probabilities, the baseline's group),
+   ``OUT/model.keras`` and ``OUT/classifier.json`` (read by ``experiments/gradcam_age.py``).
 
 Paper 000 gives no optimiser, epochs or batch size; defaults (flags): Adam 1e-4, 50 epochs,
-batch 2. No augmentation (none described).
+batch 2. No augmentation (none described). Decisions and figures: ``docs/necnet.md``.
 """
 
 from __future__ import annotations

@@ -191,7 +191,8 @@ def _train(arch, stage_dir, strategy, config, train_df, raw_channels):
                              patches_per_volume=FLAGS.patches_per_volume,
                              modalities=(FLAGS.modality,), raw_channels=raw_channels,
                              label=FLAGS.label_column, scheme=NEUROCRANIUM, normalize="zscore",
-                             batch_size=FLAGS.batch_size, seed=epoch_seed(seed, epoch))
+                             batch_size=FLAGS.batch_size, seed=epoch_seed(seed, epoch),
+                             shuffle_buffer=max(16, 2 * FLAGS.patches_per_volume))  # mix subjects
 
     fit(model, train_ds, epochs=FLAGS.epochs, out_dir=stage_dir, resume=FLAGS.resume, seed=seed,
         steps_per_epoch=FLAGS.steps_per_epoch, strategy=strategy, tensorboard=FLAGS.tensorboard)
@@ -266,14 +267,15 @@ def main(argv):
     from tfneuro.training import setup_runtime
 
     strategy = setup_runtime(config)
-    tables = [t for arch in archs for t in _run_architecture(arch, strategy, config, train, test, out)]
+    tables = [t for a in archs for t in _run_architecture(a, strategy, config, train, test, out)]
     if FLAGS.baselines:
         tables.append(evaluation.baseline_tables(
             train, test, modalities=(FLAGS.modality,), label=FLAGS.label_column,
             scheme=NEUROCRANIUM, which=FLAGS.baselines, tune_intensity=True,
             distances=FLAGS.distances))
     table = pd.concat(tables, ignore_index=True)
-    table["table2"] = [_label(*r) for r in zip(table["model"], table["stage"], table["postprocess"])]
+    table["table2"] = [_label(m, s, p) for m, s, p in
+                       zip(table["model"], table["stage"], table["postprocess"])]
     front = ["subject", "model", "stage", "postprocess", "table2"]
     table = table[front + [c for c in table.columns if c not in front]]
     evaluation.write_results(table, paths["results.csv"])

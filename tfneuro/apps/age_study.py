@@ -219,6 +219,7 @@ def explain_subjects(model, df, meta, *, layer="last_conv", class_source="predic
         images.append(x[..., 0])
         regions.append(region_mask)
         rows.append({"subject": row["subject"], "age_months": row["age_months"],
-                     "age_group_months": int(groups[g]), "predicted_group_months": int(groups[pred]),
+                     "age_group_months": int(groups[g]),
+                     "predicted_group_months": int(groups[pred]),
                      "explained_group_months": int(groups[cls])})
     return rows, maps, images, regions
