@@ -28,9 +28,9 @@ allocations) on a 128^3 x 2-channel volume, K=2, B=2, 32^3 windows: peak 30.74 M
 Empty-window skipping (``skip_empty=True``): windows that lie entirely outside the bounding box
 of the voxels with signal (any channel; a channel's 0 and its minimum are background, so a
 z-scored volume gives the raw volume's box) are not run (paper 002 also crops to the nonzero
-bounding box). Voxels covered only by skipped windows get background probability 1 (class 0 = 1, other
-classes 0); voxels covered by at least one computed window get the blend of the computed
-windows only.
+bounding box). Voxels covered only by skipped windows get background probability 1 (class 0 =
+1, other classes 0); voxels covered by at least one computed window get the blend of the
+computed windows only.
 
 The model is called with ``model.predict_on_batch`` — Keras' compiled (``tf.function`` / jit)
 predict step, traced once because every batch has the same shape (the last batch is padded with
