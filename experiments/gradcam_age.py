@@ -10,12 +10,14 @@ What it does:
 1. loads the classifier (``OUT/model.keras`` of ``train_age_classifier.py``, safe mode) and its
    ``classifier.json`` (input shape, modality, where the skull masks come from); the cohort is
    ``--cohort`` or, by default, the one the classifier was trained on;
-2. checks before any work that the chosen subjects (``--split``) have ages, and that at least
-   two age groups have at least two subjects each (the ANOVA needs them);
+2. checks before any work that the chosen subjects (``--split``; default ``test``, the
+   held-out subjects the classifier never saw) have ages, and that at least two age groups
+   have at least two subjects each (the ANOVA needs them);
 3. per subject: the classifier input ``[image, mask, image x mask]``, and the Grad-CAM map
    (paper 000 eq. 2, ``tfneuro.explain.grad_cam``) of the layer ``last_conv`` -- "the last
-   convolutional layer of the last Res-block" -- for the predicted class (``--class_source``),
-   trilinearly upsampled to the input grid;
+   convolutional layer of the last Res-block", read as the block's output feature maps (see
+   ``tfneuro.models.resnet3d``; ``--layer stage4_block3_conv3`` for the literal conv) -- for
+   the predicted class (``--class_source``), trilinearly upsampled to the input grid;
 4. "the 95th percentile threshold of the normalized neurocranium heatmaps" with "an ANOVA test
    ... between different age groups": each map is z-scored over the neurocranium voxels
    (``--region skull``; ``all`` uses every voxel), its 95th percentile taken, and
@@ -45,10 +47,11 @@ from tfneuro.data import cohort as cohorts
 from tfneuro.errors import InputError
 
 FLAGS = flags.FLAGS
-aflags.define_experiment_flags(synth_subjects=12, synth_spacing=2.0)
+aflags.define_experiment_flags(synth_subjects=36, synth_spacing=4.0)
 flags.DEFINE_string("classifier", None, "Output directory of train_age_classifier.py (or its "
                     "model.keras, with classifier.json beside it).")
-flags.DEFINE_enum("split", "all", ["all", "train", "val", "test"], "Subjects to explain.")
+flags.DEFINE_enum("split", "test", ["all", "train", "val", "test"], "Subjects to explain: "
+                  "the held-out test subjects (default), a training split, or all.")
 flags.DEFINE_enum("class_source", "predicted", ["predicted", "true"], "Class whose score is "
                   "explained: the classifier's prediction (Grad-CAM's usual choice) or the "
                   "subject's true age group.")
@@ -91,7 +94,6 @@ def _check_groups(df, source):
     if sum(1 for c in counts.values() if c >= 2) < 2:
         raise InputError(source, f"the ANOVA needs >= 2 age groups with >= 2 subjects each; "
                                  f"split '{FLAGS.split}' has subjects per group index {counts}")
-    return groups
 
 
 def _figure(images, heatmaps, labels, path):
@@ -117,9 +119,30 @@ def _figure(images, heatmaps, labels, path):
             ax.set_title(f"{label} - {view}", fontsize=9)
             ax.axis("off")
     fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.6, label="mean Grad-CAM")
-    fig.suptitle("Mean Grad-CAM (layer last_conv) per age group", fontsize=10)
+    fig.suptitle(f"Mean Grad-CAM (layer {FLAGS.layer}) per age group", fontsize=10)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
+
+
+def _heatmap_table(per, maps, regions, age_groups, csv_path):
+    """Table 4 (95th percentiles, ANOVA) over the groups with >= 2 subjects; fills the
+    per-subject ``heatmap_percentile`` and ``in_anova`` columns."""
+    import numpy as np
+
+    from tfneuro.explain import heatmap_statistics
+
+    counts = per["age_group_months"].value_counts()
+    keep = per["age_group_months"].isin(counts[counts >= 2].index).to_numpy()
+    idx = np.flatnonzero(keep)
+    stats_rows, table = heatmap_statistics(
+        [maps[i] for i in idx], [f"{per['age_group_months'][i]}m" for i in idx],
+        q=int(FLAGS.percentile) if float(FLAGS.percentile).is_integer() else FLAGS.percentile,
+        method=FLAGS.normalization, masks=[regions[i] for i in idx],
+        group_order=[f"{g}m" for g in age_groups if counts.get(g, 0) >= 2], csv_path=csv_path)
+    per["heatmap_percentile"] = np.nan
+    per.loc[idx, "heatmap_percentile"] = stats_rows["value"].to_numpy()
+    per["in_anova"] = keep
+    return table
 
 
 def main(argv):
@@ -129,26 +152,23 @@ def main(argv):
 
     out = checks.check_out_dir(FLAGS.out, inputs=[FLAGS.cohort] if FLAGS.cohort else [])
     model_path, meta = _classifier_paths(FLAGS.classifier)
-    if not FLAGS.cohort and meta.get("cohort"):
-        FLAGS.cohort = meta["cohort"]
     skull_path = meta.get("skull_model")
     if skull_path and not os.path.isfile(skull_path):
         raise InputError(os.path.join(os.path.dirname(model_path), "classifier.json"),
                          f"its skull_model {skull_path} no longer exists")
-    mask_col = None if skull_path else meta["mask_column"]
-    df = aflags.cohort_from_flags(FLAGS, out_dir=out, modalities=(meta["modality"],), label=mask_col,
-                                  scheme="tissue4" if mask_col else None, require_age=True,
-                                  min_subjects=4)
+    df = age_study.load_age_cohort(
+        FLAGS.cohort or meta.get("cohort"), out_dir=out, modality=meta["modality"],
+        mask_column=None if skull_path else meta["mask_column"],
+        synth_subjects=FLAGS.synth_subjects, spacing=FLAGS.synth_spacing,
+        seed=aflags.seed_value(FLAGS), min_subjects=4)
     source = df.attrs.get("source", "cohort")
     if FLAGS.split != "all":
         df = df[df["split"] == FLAGS.split].reset_index(drop=True)
-    groups = _check_groups(df, source)
+    _check_groups(df, source)
     paths = {name: os.path.join(out, name) for name in OUTPUTS}
     checks.check_outputs(paths, cohorts.cohort_files(df) + [model_path])
 
-    from tfneuro.explain import grad_cam, heatmap_statistics
     from tfneuro.training.saving import load_keras_model
-    from tfneuro.utils.progress import progress
 
     model = load_keras_model(model_path, unsafe=FLAGS.unsafe)
     try:
@@ -156,42 +176,12 @@ def main(argv):
     except ValueError:
         raise InputError("--layer", f"model {model_path} has no layer {FLAGS.layer!r}") from None
     skull_model = age_study.load_skull_model(skull_path, FLAGS.unsafe) if skull_path else None
-    age_groups = np.asarray(meta["age_groups_months"])
-    pad_to = meta["pad_to"]
-    rows, maps, images, region_masks = [], [], [], []
-    for row, g in progress(list(zip(df.to_dict("records"), groups)), desc="grad-cam",
-                           unit="subject"):
-        mask = (age_study.predicted_mask(skull_model, row, meta["modality"], meta.get("theta", 6.0),
-                                         meta.get("window", 96)) if skull_model is not None else None)
-        x, m = age_study.classifier_input(row, meta["modality"], pad_to, mask, meta["mask_column"])
-        probs = np.asarray(model.predict_on_batch(x[None]))[0]
-        pred = int(np.argmax(probs))
-        cls = pred if FLAGS.class_source == "predicted" else g
-        heat = grad_cam(model, x[None], cls, FLAGS.layer)[0]
-        region = m > 0 if FLAGS.region == "skull" else np.ones(m.shape, bool)
-        if not region.any():
-            raise InputError(row.get(meta["mask_column"], row["subject"]),
-                             f"subject {row['subject']}: empty skull mask (use --region all)")
-        maps.append(heat)
-        images.append(x[..., 0])
-        region_masks.append(region)
-        rows.append({"subject": row["subject"], "age_months": row["age_months"],
-                     "age_group_months": int(age_groups[g]),
-                     "predicted_group_months": int(age_groups[pred]),
-                     "explained_group_months": int(age_groups[cls])})
+    rows, maps, images, regions = age_study.explain_subjects(
+        model, df, meta, layer=FLAGS.layer, class_source=FLAGS.class_source,
+        region=FLAGS.region, skull_model=skull_model)
     per = pd.DataFrame(rows)
-    counts = per["age_group_months"].value_counts()
-    keep = per["age_group_months"].isin(counts[counts >= 2].index).to_numpy()
-    idx = np.flatnonzero(keep)
-    stats_rows, table = heatmap_statistics(
-        [maps[i] for i in idx], [f"{per['age_group_months'][i]}m" for i in idx],
-        q=int(FLAGS.percentile) if float(FLAGS.percentile).is_integer() else FLAGS.percentile,
-        method=FLAGS.normalization, masks=[region_masks[i] for i in idx],
-        group_order=[f"{g}m" for g in age_groups if counts.get(g, 0) >= 2],
-        csv_path=paths["gradcam_table4.csv"])
-    per["heatmap_percentile"] = np.nan
-    per.loc[idx, "heatmap_percentile"] = stats_rows["value"].to_numpy()
-    per["in_anova"] = keep
+    table = _heatmap_table(per, maps, regions, meta["age_groups_months"],
+                           paths["gradcam_table4.csv"])
     evaluation.write_results(per, paths["gradcam_subjects.csv"])
     labels, mean_imgs, mean_maps = [], [], []
     for g in sorted(per["age_group_months"].unique()):
@@ -200,8 +190,9 @@ def main(argv):
         mean_imgs.append(np.mean([images[i] for i in members], axis=0))
         mean_maps.append(np.mean([maps[i] for i in members], axis=0))
     _figure(mean_imgs, mean_maps, labels, paths["gradcam_mean_by_age.png"])
-    print(f"\nGrad-CAM {FLAGS.percentile:g}th percentile by age group ({len(per)} subjects, "
-          f"region {FLAGS.region}, {FLAGS.normalization})")
+    print(f"\nGrad-CAM {FLAGS.percentile:g}th percentile by age group ({len(per)} subjects of "
+          f"split {FLAGS.split}, layer {FLAGS.layer}, region {FLAGS.region}, "
+          f"{FLAGS.normalization})")
     print(table.to_string())
     for name in OUTPUTS:
         print(f"{name}: {paths[name]}")

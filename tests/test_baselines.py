@@ -290,3 +290,44 @@ def test_nearest_slice_fill_over_masks_along_two_axes_by_brute_force():
         B.nearest_slice_fill(labels, [rng.random(labels.shape) > 0.5])   # not whole slices
     with pytest.raises(InputError, match="labelled_masks"):
         B.nearest_slice_fill(labels, [])
+
+
+def test_tuned_threshold_rescues_a_rare_class_by_hand():
+    """Background N(0, 1) (95 %) and a rare foreground N(1, 0.3) (5 %): the foreground's
+    posterior never reaches 0.5 (at most ~0.23, worked out below), so the maximum-posterior
+    rule predicts no foreground (Dice 0); tuning picks the threshold of the grid with the best
+    training Dice, recomputed here from the Gaussian formula. Seen failing: with the
+    threshold compared the wrong way round (posterior < t) tuning chose 0.3, not 0.15."""
+    rng = np.random.default_rng(0)
+    n = 40000
+    y = (rng.random(n) < 0.05).astype(np.int32)
+    x = np.where(y == 1, rng.normal(1.0, 0.3, n), rng.normal(0.0, 1.0, n))
+    img, lab = _column(x), y.reshape(-1, 1, 1)
+    fitted = B.fit_intensity_baseline([img], [lab], normalize=None, opening=0,
+                                      largest_component=False, reg=0.0)
+    assert not (fitted.predict(img) == 1).any()
+
+    def gauss(v, m, s):
+        return np.exp(-0.5 * ((v - m) / s) ** 2) / s
+
+    m0, s0, m1, s1 = x[y == 0].mean(), x[y == 0].std(), x[y == 1].mean(), x[y == 1].std()
+    p0, p1 = (y == 0).mean() * gauss(x, m0, s0), (y == 1).mean() * gauss(x, m1, s1)
+    post = p1 / (p0 + p1)
+    assert 0.15 < post.max() < 0.3
+
+    def dice(pred):
+        return 2.0 * np.sum(pred & (y == 1)) / (pred.sum() + (y == 1).sum())
+
+    scores = {t: dice(post > t) for t in B.THRESHOLDS}
+    best = max(B.THRESHOLDS, key=lambda t: (scores[t], -t))
+    tuned = B.tune_intensity_baseline(fitted, [img], [lab], openings=(0,),
+                                      largest_component=(False,))
+    assert tuned.threshold == best and scores[best] > 0.3
+    got = tuned.predict(img).ravel() == 1
+    assert dice(got) == pytest.approx(scores[best], abs=1e-9)
+    # more than two classes: no threshold, the maximum posterior stays
+    lab3 = np.where(x > 2.5, 2, lab.ravel()).reshape(-1, 1, 1).astype(np.int32)
+    fit3 = B.fit_intensity_baseline([img], [lab3], normalize=None, opening=0,
+                                    largest_component=False)
+    assert B.tune_intensity_baseline(fit3, [img], [lab3], openings=(0,),
+                                     largest_component=(False,)).threshold is None

@@ -170,3 +170,66 @@ def test_bad_options(synth_cohort):
         slice_dataset(synth_cohort, stack=2)
     with pytest.raises(InputError, match="no column"):
         slice_dataset(synth_cohort, modalities=("flair",))
+
+
+def _zscore_by_hand(v):
+    """Paper-free reference of ``normalize="zscore"``: clip to the 0.5 / 99.5 percentiles,
+    then subtract the mean and divide by the (population) SD."""
+    lo, hi = np.percentile(v, [0.5, 99.5])
+    c = np.clip(v, lo, hi).astype(np.float64)
+    return (c - c.mean()) / c.std()
+
+
+def test_raw_channel_is_appended_unnormalised(synth_cohort, tmp_path):
+    """A prior mask read through ``raw_channels`` (NEC-NET's cascade) arrives as stored, after
+    the z-scored modality, in load_subject and in patch_dataset; an all-zero prior is valid.
+    Seen failing: with the raw channel normalised like the modalities, channel 1 differed
+    from the mask on every voxel (by up to 1.44)."""
+    from tfneuro.data.pipeline import load_subject
+    from tfneuro.io import save_volume
+
+    df = synth_cohort.iloc[:2].copy()
+    priors = []
+    for i, row in enumerate(df.to_dict("records")):
+        lab = _arr(row["label"])
+        prior = (lab == 2).astype(np.uint8) if i == 0 else np.zeros(lab.shape, np.uint8)
+        save_volume(prior, tmp_path / f"prior{i}.nii.gz", affine=nib.load(row["t1"]).affine)
+        priors.append(prior)
+    df["prior"] = [str(tmp_path / f"prior{i}.nii.gz") for i in range(2)]
+    for row, prior in zip(df.to_dict("records"), priors):
+        x, _, _ = load_subject(row, raw_channels=("prior",))
+        assert x.shape == prior.shape + (2,)
+        np.testing.assert_array_equal(x[..., 1], prior)
+        np.testing.assert_allclose(x[..., 0], _zscore_by_hand(_arr(row["t1"])), atol=1e-4)
+    shape = _arr(df["t1"].iloc[0]).shape
+    big = tuple(s + (-s) % 8 for s in shape)  # one patch = the whole (zero-padded) volume
+    ds = patch_dataset(df.iloc[:1], patch_size=big, patches_per_volume=1, crop_to=None,
+                       raw_channels=("prior",), shuffle=False)
+    assert ds.element_spec[0].shape.as_list() == list(big) + [2]
+    x, _ = next(iter(ds))
+    np.testing.assert_array_equal(x.numpy()[..., 1], augment.pad_to_shape(priors[0], big))
+    with pytest.raises(InputError, match="distinct"):
+        patch_dataset(df, modalities=("t1",), raw_channels=("t1",))
+
+
+def test_nonzero_crop_finds_the_raw_box_after_normalisation():
+    """The "nonzero" crop keeps the box of the raw signal (+2 voxels) whether the volume is
+    raw, z-scored or min-max scaled (the zero background becomes each channel's minimum), and
+    a second, raw 0/1 channel adds its own voxels. Seen failing: with the old ``x != 0``
+    test the z-scored volume was not cropped at all ((20, 20, 20) instead of (11, 12, 10))."""
+    from tfneuro.data.patches import bbox_crop
+    from tfneuro.data.pipeline import normalize_volume
+
+    rng = np.random.default_rng(0)
+    raw = np.zeros((20, 20, 20), np.float32)
+    raw[5:12, 6:14, 3:9] = rng.uniform(1.0, 2.0, (7, 8, 6))
+    y = np.zeros(raw.shape, np.int32)
+    w = np.ones(raw.shape, np.float32)
+    want = (7 + 4, 8 + 4, 6 + 4)  # the box plus a 2-voxel margin on each side
+    for method in (None, "zscore", "minmax", "histeq"):
+        x = normalize_volume(raw, method)[..., None]
+        assert bbox_crop(x, y, w)[0].shape == want + (1,), method
+    prior = np.zeros(raw.shape, np.float32)
+    prior[15, 16, 17] = 1.0  # far corner of the box: (5..15, 6..16, 3..17) + 2
+    x = np.stack([normalize_volume(raw, "zscore"), prior], axis=-1)
+    assert bbox_crop(x, y, w)[0].shape == (15, 15, 19, 2)

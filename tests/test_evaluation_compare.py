@@ -126,3 +126,21 @@ def test_unlabelled_slice_tables_by_hand(synth_cohort):
     np.testing.assert_allclose(base["dice"], [_dice(y[scored], filled[scored], k)
                                               for k in (1, 2, 3)])
     assert (table.loc[table["model"] == "oracle", "dice"] == 1.0).all()
+
+
+def test_comparison_table_is_paper_000_table_2_shaped_by_hand():
+    """One row per metric, one column per model in order of appearance, each cell the mean
+    over the model's rows; an all-NaN metric is left out. Seen failing: with ``sort=True`` in
+    the groupby the columns came out alphabetically (baseline first)."""
+    from tfneuro.evaluation.compare import comparison_table
+
+    t = pd.DataFrame({"model": ["net", "net", "baseline: atlas", "baseline: atlas"],
+                      "dice": [0.9, 0.7, 0.5, 0.3], "precision": [1.0, 0.8, 0.6, 0.6],
+                      "hd95_mm": [np.nan] * 4})
+    got = comparison_table(t)
+    assert list(got.columns) == ["metric", "net", "baseline: atlas"]
+    assert list(got["metric"]) == ["Dice", "precision"]
+    np.testing.assert_allclose(got[["net", "baseline: atlas"]].to_numpy(),
+                               [[0.8, 0.4], [0.9, 0.6]])
+    with pytest.raises(InputError, match="column"):
+        comparison_table(t, column="architecture")

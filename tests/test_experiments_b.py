@@ -55,58 +55,142 @@ def cohort(synth_cohort_csv):
 
 @pytest.fixture(scope="module")
 def age_cohort_csv(tmp_path_factory):
-    """6 subjects at 4 mm, three at 12 and three at 60 months (two ANOVA groups)."""
+    """28 subjects at 6 mm, 14 at 12 and 14 at 60 months (ages +-1.5), 6 of each held out:
+    the two ends of paper 000's age range, for the classifier's learning floor."""
+    from tfneuro.data.cohort import write_cohort
     from tfneuro.data.synth import make_cohort
 
     out = tmp_path_factory.mktemp("age_cohort")
-    make_cohort(out, 6, ages=(11.0, 12.0, 14.0, 55.0, 60.0, 60.0), spacing=4.0, seed=1,
-                show_progress=False)
+    rng = np.random.default_rng(5)
+    ages = np.round(np.minimum(np.repeat([12.0, 60.0], 14) + rng.uniform(-1.5, 1.5, 28), 60.0), 1)
+    df = make_cohort(out, 28, ages=ages, spacing=6.0, seed=5, show_progress=False)
+    df["split"] = ["test" if i % 14 < 6 else "train" for i in range(28)]
+    write_cohort(df, out / "cohort.csv")
     return str(out / "cohort.csv")
 
 
 # --- NEC-NET ---------------------------------------------------------------------------------
 
-def test_necnet_cascade_end_to_end(cohort, tmp_path):
+def _skull_pairs(df, base, split):
+    """(raw T1 [X,Y,Z,1], skull 0/1) of the cohort's ``split`` subjects, in cohort order."""
+    from tfneuro.data.pipeline import load_subject
+
+    return [load_subject({"subject": r["subject"], "t1": os.path.join(base, r["t1"]),
+                          "skull": os.path.join(base, r["skull"])}, label="skull",
+                         scheme="neurocranium", normalize=None)[:2]
+            for r in df[df["split"] == split].to_dict("records")]
+
+
+def _intensity_baseline_dice(df, base):
+    """The intensity baseline fitted (and its decision rule tuned) on the training subjects,
+    scored on the (one) test subject by the Dice definition."""
+    from tfneuro.evaluation.baselines import fit_intensity_baseline, tune_intensity_baseline
+
+    xs, ys = zip(*_skull_pairs(df, base, "train"))
+    fitted = tune_intensity_baseline(fit_intensity_baseline(xs, ys), xs, ys)
+    (x, y), = _skull_pairs(df, base, "test")
+    return dice(y, fitted.predict(x))
+
+
+def test_necnet_unet3d_learns_beyond_the_intensity_baseline(cohort, tmp_path):
+    """Learning floor (issue 15): NEC-NET's U-Net with post-processing (largest component +
+    bridging), trained 200 steps on the 2 training subjects of the 3 mm fixture (24^3
+    patches, width x 1/4, depth 3, Adam 3e-3), must beat the intensity baseline (fitted and
+    tuned on the same training subjects; Dice 0.69 on the test subject) by 0.10 Dice on the
+    held-out subject. Measured: 0.91 and 0.90 (seeds 0 and 1; 36 s of CPU time for the whole
+    script, docs/necnet.md). Seen failing: untrained (--learning_rate=1e-9) Dice 0.14; labels
+    shuffled inside every training patch Dice 0.00; patches mixed in a buffer of 16 (so a
+    batch held one subject) 0.77."""
+    csv, df, base = cohort
+    out = tmp_path / "floor"
+    proc = run("train_necnet.py", f"--cohort={csv}", f"--out={out}", "--epochs=2",
+               "--patches_per_volume=100", "--patch_size=24", "--window=24",
+               "--width_scale=0.25", "--depth=3", "--learning_rate=3e-3",
+               "--baselines=intensity", "--nodistances", "--notensorboard")
+    assert_ok(proc)
+    row = df[df["split"] == "test"].iloc[0]
+    ref = np.asarray(nib.load(os.path.join(base, row["skull"])).dataobj)
+    mask = np.asarray(nib.load(out / "unet3d" / "stage1" / "masks"
+                               / f"{row['subject']}_necnet.nii.gz").dataobj)
+    model_dice = dice(ref, mask)
+    baseline = _intensity_baseline_dice(df, base)
+    assert model_dice >= baseline + 0.10, (model_dice, baseline)
+    res = pd.read_csv(out / "results.csv")
+    got = res.set_index("table2")["dice"]
+    assert got["NEC-NET (unet3d) + lcc+bridge"] == pytest.approx(model_dice, abs=1e-9)
+    assert got["baseline: intensity"] == pytest.approx(baseline, abs=1e-9)
+
+
+def test_necnet_table2_cascade_end_to_end(cohort, tmp_path):
+    """Two Table 2 networks, both cascaded, with the atlas baseline, on one split: the written
+    masks are on the input grid and their Dice is the CSV's; stage 2 takes the prior as a
+    second channel; table2.csv holds each model's mean of the CSV's rows; the atlas rows
+    equal the atlas baseline computed here. Seen failing: with the cascade's prior column
+    left off the test subjects, the run stopped with "error: subject synth-002: no prior
+    image"; with the raw argmax written as the mask, MASKDICE."""
+    from tfneuro.evaluation.baselines import atlas_baseline
+    from tfneuro.training.saving import load_keras_model
+
     csv, df, base = cohort
     out = tmp_path / "necnet"
     proc = run("train_necnet.py", f"--cohort={csv}", f"--out={out}", "--epochs=1",
-               "--patch_size=16", "--window=16", "--base_filters=4", "--depth=2",
-               "--patches_per_volume=2", "--theta=4", "--cascade")
+               "--architecture=unet3d,vnet", "--patch_size=16", "--window=32",
+               "--width_scale=0.125", "--depth=2", "--patches_per_volume=2", "--theta=4",
+               "--cascade", "--baselines=atlas", "--nodistances", "--notensorboard")
     assert_ok(proc)
     res = pd.read_csv(out / "results.csv")
-    for col in ("subject", "stage", "postprocess", "dice", "precision", "hd95_mm", "msd_mm"):
-        assert col in res.columns
     test = df[df["split"] == "test"]
-    assert set(res["stage"]) == {1, 2}
-    assert set(res["postprocess"]) == {"none", "lcc+bridge"}
+    assert set(res["model"]) == {"unet3d", "vnet", "baseline: atlas"}
+    nets = res[res["model"] != "baseline: atlas"]
+    assert set(zip(nets["model"], nets["stage"], nets["postprocess"])) == {
+        (m, s, p) for m in ("unet3d", "vnet") for s in (1, 2) for p in ("none", "lcc+bridge")}
     assert set(res["subject"]) == set(test["subject"])
-    assert res["dice"].between(0, 1).all()
-    # the written stage-1 mask: input grid and affine, 0/1, and its Dice equals the CSV's
-    for _, row in test.iterrows():
-        t1 = nib.load(os.path.join(base, row["t1"]))
-        mask = nib.load(out / "stage1" / "masks" / f"{row['subject']}_necnet.nii.gz")
-        assert mask.shape == t1.shape
-        np.testing.assert_allclose(mask.affine, t1.affine, atol=1e-5)
-        m = np.asarray(mask.dataobj)
-        assert set(np.unique(m)) <= {0, 1}
-        ref = np.asarray(nib.load(os.path.join(base, row["skull"])).dataobj)
-        got = res[(res["subject"] == row["subject"]) & (res["stage"] == 1)
-                  & (res["postprocess"] == "lcc+bridge")]["dice"].item()
-        assert got == pytest.approx(dice(ref, m), abs=1e-9)
-    assert (out / "stage1" / "model.keras").is_file()
-    assert (out / "stage2" / "model.keras").is_file()
-    assert "mean Dice:" in proc.stdout.strip().splitlines()[-1]
+    names = {"unet3d": "NEC-NET (unet3d)", "vnet": "VNet"}
+    for arch in ("unet3d", "vnet"):
+        assert load_keras_model(str(out / arch / "stage2" / "model.keras")).inputs[0].shape[-1] == 2
+        for stage in (1, 2):
+            for _, row in test.iterrows():
+                t1 = nib.load(os.path.join(base, row["t1"]))
+                mask = nib.load(out / arch / f"stage{stage}" / "masks"
+                                / f"{row['subject']}_necnet.nii.gz")
+                assert mask.shape == t1.shape
+                np.testing.assert_allclose(mask.affine, t1.affine, atol=1e-5)
+                m = np.asarray(mask.dataobj)
+                ref = np.asarray(nib.load(os.path.join(base, row["skull"])).dataobj)
+                label = f"{names[arch]} stage {stage} + lcc+bridge"
+                got = res[(res["subject"] == row["subject"]) & (res["table2"] == label)]
+                assert got["dice"].item() == pytest.approx(dice(ref, m), abs=1e-9)
+    # the atlas baseline from the training subjects, computed here
+    xs, ys = zip(*_skull_pairs(df, base, "train"))
+    (x, y), = _skull_pairs(df, base, "test")
+    atlas = atlas_baseline(xs, ys, x)
+    assert res[res["model"] == "baseline: atlas"]["dice"].item() == pytest.approx(dice(y, atlas))
+    table2 = pd.read_csv(out / "table2.csv")
+    assert list(table2["metric"]) == ["Dice", "precision"]  # --nodistances
+    assert list(table2.columns)[1:] == list(dict.fromkeys(res["table2"]))
+    for label, rows in res.groupby("table2"):
+        assert table2.loc[0, label] == pytest.approx(rows["dice"].mean())
+    last = res[res["table2"] == "NEC-NET (unet3d) stage 2 + lcc+bridge"]["dice"].mean()
+    assert proc.stdout.strip().splitlines()[-1] == f"mean Dice: {last:.4f}"
 
 
 def test_necnet_bad_input_leaves_nothing(cohort, tmp_path):
     csv, df, _ = cohort
     out = tmp_path / "o"
     assert_one_error(run("train_necnet.py", f"--cohort={csv}", f"--out={out}",
-                         "--model=vnet"), "--model", "vnet")
+                         "--architecture=quicknat"), "--architecture", "quicknat")
     assert_one_error(run("train_necnet.py", f"--cohort={csv}", f"--out={out}",
-                         "--model=quicknat"), "--model")
+                         "--architecture=resnet3d_9"), "resnet3d_9")
+    assert_one_error(run("train_necnet.py", f"--cohort={csv}", f"--out={out}",
+                         "--architecture=unet3d,vnet", "--patch_size=24", "--window=32"),
+                     "--patch_size", "16")
+    assert_one_error(run("train_necnet.py", f"--cohort={csv}", f"--out={out}",
+                         "--architecture=unetr", "--patch_size=32", "--window=48"),
+                     "--window", "UNETR")
     assert_one_error(run("train_necnet.py", f"--cohort={csv}", f"--out={out}",
                          "--window=20"), "--window")
+    assert_one_error(run("train_necnet.py", f"--cohort={csv}", f"--out={out}",
+                         "--baselines=oracle"), "--baselines", "oracle")
     # a cohort without the skull column (paths absolute so the copy elsewhere stays valid)
     base = os.path.dirname(csv)
     bad = df.drop(columns=["skull"]).copy()
@@ -125,31 +209,46 @@ def test_necnet_bad_input_leaves_nothing(cohort, tmp_path):
 def age_run(age_cohort_csv, tmp_path_factory):
     out = tmp_path_factory.mktemp("age") / "run"
     proc = run("train_age_classifier.py", f"--cohort={age_cohort_csv}", f"--out={out}",
-               "--epochs=1", "--base_filters=4")
+               "--epochs=2", "--steps_per_epoch=40", "--batch_size=4", "--learning_rate=1e-2",
+               "--base_filters=4", "--pad_to=32,40,32", "--notensorboard")
     assert_ok(proc)
     return out, proc
 
 
-def test_age_classifier_results(age_run, age_cohort_csv):
+def test_age_classifier_learns_12_vs_60_months(age_run, age_cohort_csv):
+    """Learning floor (issue 15): resnet3d_50 (width 4, PyTorch BatchNorm statistics), 80
+    steps of 4 on 16 subjects, must place at least 10 of the 12 held-out subjects in their
+    age group. The easier task -- 12 vs 60 months, the ends of paper 000's range, instead of
+    six groups -- keeps the real model, input channels, padding and training loop and
+    learns within the 60 s budget; a constant prediction scores 6/12 and a coin 10/12 with
+    probability 2 %. (The head-size baseline also gets 12/12 here: this shows learning, not
+    skill over head size.) Measured 12/12 with seeds 0 and 1 (43-46 s of CPU time for the
+    script). Seen failing: training ages shuffled (8 of 16 groups kept) 5/12, untrained
+    (--learning_rate=1e-9) 1/12, Keras' BatchNorm momentum 0.99 6/12 (seeds 0 and 1)."""
     out, proc = age_run
     res = pd.read_csv(out / "results.csv")
     df = pd.read_csv(age_cohort_csv)
     test = df[df["split"] == "test"]
     assert list(res["subject"]) == list(test["subject"])
-    # nearest paper-000 group, computed here
     want = [min(GROUPS, key=lambda g: (abs(g - a), g)) for a in test["age_months"]]
     assert list(res["true_group_months"]) == want
     probs = res[[f"p_{g}m" for g in GROUPS]].to_numpy()
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-4)
     pred = np.asarray(GROUPS)[probs.argmax(axis=1)]
     assert list(res["predicted_group_months"]) == list(pred)
-    assert list(res["correct"]) == list(pred == np.asarray(want))
-    acc = float(proc.stdout.strip().splitlines()[-1].split(":")[1])
-    assert acc == pytest.approx(res["correct"].mean(), abs=1e-4)
+    correct = int(np.sum(pred == np.asarray(want)))
+    assert correct >= 10, (correct, list(pred))
+    lines = proc.stdout.strip().splitlines()
+    assert lines[-1] == f"top-1 accuracy: {correct / 12:.4f}"
+    assert lines[-2].startswith("chance (1/6): 0.1667; head-size baseline")
+    assert lines[-2].endswith(f"{res['size_baseline_correct'].mean():.4f}")
     assert (out / "model.keras").is_file() and (out / "classifier.json").is_file()
 
 
-def test_gradcam_age_outputs(age_run, tmp_path):
+def test_gradcam_age_explains_the_held_out_subjects(age_run, age_cohort_csv, tmp_path):
+    """By default only the test split is explained (paper 000 Table 4 on held-out subjects);
+    Table 4's F and p are scipy's one-way ANOVA of the per-subject percentiles. Seen failing:
+    with the old default --split=all, 28 subjects were explained."""
     from scipy import stats
 
     out_cls, _ = age_run
@@ -157,22 +256,18 @@ def test_gradcam_age_outputs(age_run, tmp_path):
     proc = run("gradcam_age.py", f"--classifier={out_cls}", f"--out={out}")
     assert_ok(proc)
     per = pd.read_csv(out / "gradcam_subjects.csv")
-    assert len(per) == 6 and per["in_anova"].all()
-    assert sorted(set(per["age_group_months"])) == [12, 60]
+    df = pd.read_csv(age_cohort_csv)
+    assert list(per["subject"]) == list(df[df["split"] == "test"]["subject"])
+    assert per["in_anova"].all() and sorted(set(per["age_group_months"])) == [12, 60]
     table = pd.read_csv(out / "gradcam_table4.csv")
     assert list(table.columns) == ["Age group", "12m", "60m", "F", "p value"]
     samples = [per[per["age_group_months"] == g]["heatmap_percentile"].to_numpy() for g in (12, 60)]
     with np.errstate(all="ignore"):
         f, p = stats.f_oneway(*samples)
     np.testing.assert_allclose([table["F"][0], table["p value"][0]], [f, p], equal_nan=True)
-    mean12 = samples[0].mean()
-    assert table["12m"][0].startswith(f"{mean12:.4f}")
+    assert table["12m"][0].startswith(f"{samples[0].mean():.4f}")
     png = out / "gradcam_mean_by_age.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    import matplotlib.image as mpimg
-
-    img = mpimg.imread(png)
-    assert img.shape[0] > 300 and img.shape[1] > 600
 
 
 def test_age_scripts_bad_input(age_cohort_csv, tmp_path):
@@ -181,8 +276,20 @@ def test_age_scripts_bad_input(age_cohort_csv, tmp_path):
                          "--model=resnet3d_34"), "--model", "resnet3d_34")
     assert_one_error(run("train_age_classifier.py", f"--cohort={age_cohort_csv}", f"--out={out}",
                          "--model=unet3d"), "--model")
+    assert_one_error(run("train_age_classifier.py", f"--out={out}", "--synth_subjects=20"),
+                     "--synth_subjects")
     assert_one_error(run("gradcam_age.py", f"--classifier={tmp_path / 'missing'}",
                          f"--cohort={age_cohort_csv}", f"--out={out}"), "--classifier")
+    # a skull mask holding a tissue label (2) is not a neurocranium mask
+    df = pd.read_csv(age_cohort_csv)
+    base = os.path.dirname(age_cohort_csv)
+    for c in ("t1", "t2", "label", "mask", "skull"):
+        df[c] = [os.path.join(base, p) for p in df[c]]
+    df.loc[0, "skull"] = df.loc[0, "label"]
+    bad_csv = tmp_path / "tissue_as_skull.csv"
+    df.to_csv(bad_csv, index=False)
+    assert_one_error(run("train_age_classifier.py", f"--cohort={bad_csv}", f"--out={out}"),
+                     df.loc[0, "label"])
     assert not out.exists()
 
 

@@ -117,3 +117,22 @@ def test_bad_arguments_raise_input_error():
             sliding_window_predict(model, vol, **kwargs)
     with pytest.raises(InputError):
         sliding_window_predict(model, np.zeros((8, 8)))
+
+
+@pytest.mark.parametrize("transform", ["zscore", "affine"])
+def test_empty_windows_are_skipped_on_a_normalised_volume(transform):
+    """After z-scoring (or any increasing map) the background is no longer 0 but the
+    volume's minimum; the same windows are skipped as on the raw volume. Seen failing: with
+    the old ``volume != 0`` test all 4 windows ran (calls == 4) on the z-scored volume."""
+    from tfneuro.io.normalize import zscore
+
+    inner = _conv_model(k=2)
+    model = Counting(inner)
+    raw = np.zeros((64, 16, 16), "float32")
+    raw[2:10, 4:8, 4:8] = 1.0 + np.arange(8 * 4 * 4).reshape(8, 4, 4) / 128.0
+    vol = (zscore(raw) if transform == "zscore" else 3.0 * raw - 5.0)[..., None]
+    assert vol[20, 0, 0, 0] != 0  # the background is not 0 any more
+    got = sliding_window_predict(model, vol, window=(16, 16, 16), overlap=0.0)
+    assert model.calls == 1
+    np.testing.assert_allclose(got[:16], inner.predict(vol[None, :16], verbose=0)[0], atol=1e-6)
+    assert np.all(got[16:, ..., 0] == 1.0)

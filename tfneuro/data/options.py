@@ -29,6 +29,10 @@ class VolumeSource:
             004) or ``None``.
         split: only rows of this split (or list of splits).
         cache: keep decoded volumes (before augmentation) in memory (True) or a file (path).
+        raw_channels: cohort columns appended as channels after the modalities, as stored
+            (never normalised), e.g. NEC-NET's cascade prior mask (paper 000 section 2.3.1:
+            "the original images and the predicted masks"); a z-score would rescale a 0/1
+            mask per subject.
     """
 
     modalities: tuple = ("t1",)
@@ -38,9 +42,16 @@ class VolumeSource:
     normalize: str | None = "zscore"
     split: object = None
     cache: object = False
+    raw_channels: tuple = ()
 
     def __post_init__(self):
         object.__setattr__(self, "modalities", tuple(self.modalities))
+        object.__setattr__(self, "raw_channels", tuple(self.raw_channels))
+
+    @property
+    def channels(self) -> int:
+        """Channels of ``x``: the modalities, then the raw channels."""
+        return len(self.modalities) + len(self.raw_channels)
 
 
 @dataclasses.dataclass(frozen=True)

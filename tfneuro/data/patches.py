@@ -22,13 +22,30 @@ from tfneuro.errors import InputError
 CROPS = ("nonzero", "foreground", None)
 
 
+def nonempty_mask(x) -> np.ndarray:
+    """Voxels of ``x [X,Y,Z,C]`` that hold signal in at least one channel.
+
+    A channel's background is 0 (a raw scan's zero padding or stripped background) and its
+    minimum: z-scoring, min-max scaling and histogram equalisation are monotone, so they map
+    a zero background to the channel's minimum (z-score: ``-mean/sd``, not 0). Testing both
+    makes the "nonzero" crop and the sliding window's empty-window skipping find the same box
+    on a normalised volume as on the raw one (on a raw image >= 0 it is ``x != 0``).
+    """
+    x = np.asarray(x)
+    if x.size == 0:
+        return np.zeros(x.shape[:-1], bool)
+    lo = x.reshape(-1, x.shape[-1]).min(axis=0)
+    return np.any((x != 0) & (x != lo), axis=-1)
+
+
 def bbox_crop(x, y, w, crop_to="nonzero", margin: int = 2):
-    """Crop ``x [X,Y,Z,C]``, ``y``, ``w`` to the bounding box (+ ``margin`` voxels) of
-    non-zero image voxels (any channel; "nonzero") or of label > 0 ("foreground")."""
+    """Crop ``x [X,Y,Z,C]``, ``y``, ``w`` to the bounding box (+ ``margin`` voxels) of the
+    voxels with signal (any channel, :func:`nonempty_mask`; "nonzero") or of label > 0
+    ("foreground")."""
     if crop_to is None:
         return x, y, w
     if crop_to == "nonzero":
-        m = np.any(x != 0, axis=-1)
+        m = nonempty_mask(x)
     elif crop_to == "foreground":
         m = y > 0
     else:
@@ -128,6 +145,6 @@ def patch_dataset(cohort, *, patch_size=(96, 96, 96), patches_per_volume: int = 
             x, y, w = augment(x, y, w, rng=rng)
         return sample_patches(x, y, w, p, n, rng, class_balanced, class_probs)
 
-    c = len(source.modalities)
+    c = source.channels
     ds = pipeline.cut_volumes(ds, _cut, (n,) + p + (c,), (n,) + p, batching)
     return pipeline.finish(ds, source, batching, two_arm=two_arm)

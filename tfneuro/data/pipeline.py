@@ -41,7 +41,7 @@ def normalize_volume(data: np.ndarray, method) -> np.ndarray:
 
 
 def load_subject(row: dict, modalities=("t1",), label="label", weights=None, scheme=None,
-                 normalize="zscore"):
+                 normalize="zscore", raw_channels=()):
     """Load one cohort row into arrays (numpy; the function the pipelines call per volume).
 
     Args:
@@ -53,23 +53,27 @@ def load_subject(row: dict, modalities=("t1",), label="label", weights=None, sch
         scheme: label scheme name: raw file values are remapped to class ids with
             ``tfneuro.io.get_scheme(scheme).remap``; ``None`` keeps the stored values.
         normalize: "zscore", "minmax", "histeq" or None, per modality.
+        raw_channels: cohort columns appended after the modalities as stored, never
+            normalised (e.g. a prior mask; :class:`~tfneuro.data.VolumeSource`).
 
     Returns:
         ``(x [X,Y,Z,C] float32, y [X,Y,Z] int32, w [X,Y,Z] float32)``.
     """
     from tfneuro.io import get_scheme, load_volume
 
+    columns = list(modalities) + list(raw_channels)
     chans = []
-    for m in modalities:
+    for i, m in enumerate(columns):
         path = row.get(m, "")
         if not path:
             raise InputError(f"subject {row.get('subject')}", f"no {m} image")
-        data = np.asanyarray(load_volume(path).dataobj).astype(np.float32)
-        chans.append(normalize_volume(data, normalize))
+        raw = i >= len(modalities)  # an empty raw channel is valid (a mask that found nothing)
+        data = np.asanyarray(load_volume(path, allow_empty=raw).dataobj).astype(np.float32)
+        chans.append(normalize_volume(data, None if raw else normalize))
     shape = chans[0].shape
-    for m, c in zip(modalities, chans):
+    for m, c in zip(columns, chans):
         if c.shape != shape:
-            raise InputError(row.get(m), f"shape {c.shape} differs from {modalities[0]} {shape}")
+            raise InputError(row.get(m), f"shape {c.shape} differs from {columns[0]} {shape}")
     x = np.stack(chans, axis=-1)
     if label:
         path = row.get(label, "")
@@ -115,11 +119,13 @@ def prepare_rows(cohort, source: VolumeSource) -> list[dict]:
     df = select_split(cohort, split) if split is not None else as_cohort(cohort)
     if df.empty:
         raise InputError(df.attrs.get("source", "cohort"), f"no subjects (split={split!r})")
-    for c in list(modalities) + ([label] if label else []):
+    for c in list(modalities) + list(source.raw_channels) + ([label] if label else []):
         if c not in df.columns:
             raise InputError(df.attrs.get("source", "cohort"), f"no column {c!r}")
-    if len(set(modalities)) != len(modalities) or not modalities:
-        raise InputError("modalities", f"{modalities}: give distinct cohort columns")
+    columns = list(modalities) + list(source.raw_channels)
+    if len(set(columns)) != len(columns) or not modalities:
+        raise InputError("modalities", f"{modalities} + raw channels {source.raw_channels}: "
+                                       f"give distinct cohort columns")
     return df.to_dict("records")
 
 
@@ -132,18 +138,19 @@ def decoded_volumes(cohort, source: VolumeSource, batching: Batching, *, two_arm
     """
     import tensorflow as tf
 
-    if two_arm and len(source.modalities) != 2:
-        raise InputError("two_arm", f"needs exactly two modalities (t1, t2), got {source.modalities}")
+    if two_arm and (len(source.modalities) != 2 or source.raw_channels):
+        raise InputError("two_arm", f"needs exactly two modalities (t1, t2) and no raw channels, "
+                                    f"got {source.modalities} + {source.raw_channels}")
     rows = prepare_rows(cohort, source)
     n = len(rows)
-    c = len(source.modalities)
+    c = source.channels
     known = tuple(int(s) for s in pad_to) if pad_to is not None else (None, None, None)
     shuffle, seed, cache = batching.shuffle, batching.seed, source.cache
 
     def _load(i):
         # a global name, looked up at call time (tests replace it to count the calls)
         x, y, w = load_subject(rows[int(i)], source.modalities, source.label, source.weights,
-                               source.scheme, source.normalize)
+                               source.scheme, source.normalize, source.raw_channels)
         return fit_shape(x, y, w, pad_to, multiple)
 
     def load(i):

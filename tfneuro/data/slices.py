@@ -89,7 +89,7 @@ def slice_dataset(cohort, *, axis="axial", stack: int = 1, two_arm: bool = False
         raise InputError("stack", f"{stack}: use an odd number of slices (1 or 3)")
     ds = pipeline.decoded_volumes(cohort, source, batching, two_arm=two_arm, pad_to=pad_to,
                                   multiple=multiple)
-    c = len(source.modalities) * stack
+    c = source.channels * stack
     hw = (None, None) if pad_to is None else tuple(int(d) for i, d in enumerate(pad_to) if i != a)
     weighted = source.weights is not None
 

@@ -10,7 +10,8 @@ Part of the apps layer: it may use everything below it (data, models, inference,
 - :mod:`tfneuro.evaluation.compare`: the baselines' rows of a results table, fitted on the
   same training subjects as the model (``baseline_tables``, ``evaluate_splits``: a model on
   val/test with the baselines beside it; ``unlabelled_slice_tables``: a label-budget model
-  against the nearest labelled slice), and the model's skill over the best of them.
+  against the nearest labelled slice), the model's skill over the best of them, and
+  ``comparison_table`` (models side by side, one row per metric: paper 000's Table 2).
 
 Names are resolved lazily: importing the package imports no TensorFlow.
 """
@@ -30,6 +31,7 @@ _EXPORTS = {
     "unlabelled_slice_tables": "compare",
     "skill_summary": "compare",
     "NEAREST_SLICE": "compare",
+    "comparison_table": "compare",
 }
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)

@@ -21,14 +21,18 @@ import pandas as pd
 
 from tfneuro.data.pipeline import load_subject
 from tfneuro.errors import InputError
-from tfneuro.evaluation.baselines import atlas_baseline, fit_intensity_baseline
+from tfneuro.evaluation.baselines import (
+    atlas_baseline,
+    fit_intensity_baseline,
+    tune_intensity_baseline,
+)
 from tfneuro.evaluation.nearest_slice import nearest_slice_fill
 from tfneuro.evaluation.tables import as_labels, as_predictor, evaluate_subjects
 from tfneuro.metrics.report import evaluation_table
 from tfneuro.utils.progress import progress
 
 __all__ = ["BASELINES", "NEAREST_SLICE", "baseline_tables", "evaluate_splits",
-           "split_baselines", "unlabelled_slice_tables", "skill_summary"]
+           "split_baselines", "unlabelled_slice_tables", "skill_summary", "comparison_table"]
 
 #: Keyword arguments of ``evaluate_subjects`` that also apply to the baselines' rows.
 _SHARED = ("modalities", "label", "scheme", "label_names", "labels", "regroup_to", "distances")
@@ -41,7 +45,8 @@ BASELINES = ("intensity", "atlas")
 
 def baseline_tables(train_df: pd.DataFrame, test_df: pd.DataFrame, *, modalities=("t1",),
                     label="label", scheme="tissue4", which=BASELINES, model_column="model",
-                    desc: str = "baselines", **scoring) -> pd.DataFrame:
+                    tune_intensity: bool = False, desc: str = "baselines",
+                    **scoring) -> pd.DataFrame:
     """Evaluation rows of the baselines on ``test_df``, fitted on ``train_df``.
 
     * intensity: :func:`~tfneuro.evaluation.baselines.fit_intensity_baseline` (QDA on the
@@ -56,6 +61,10 @@ def baseline_tables(train_df: pd.DataFrame, test_df: pd.DataFrame, *, modalities
             baseline normalises as it documents).
         which: baselines to fit (a subset of :data:`BASELINES`).
         model_column: column naming the source of each row.
+        tune_intensity: choose the intensity baseline's decision rule (foreground threshold
+            for two classes, opening, largest component) by Dice on the training subjects
+            (:func:`~tfneuro.evaluation.baselines.tune_intensity_baseline`); for thin, rare
+            classes (the neurocranium) the maximum posterior predicts none of them.
         desc: progress-bar label.
         **scoring: :func:`~tfneuro.evaluation.tables.evaluate_subjects` scoring options
             (``label_names``, ``labels``, ``regroup_to``, ``distances``).
@@ -75,6 +84,8 @@ def baseline_tables(train_df: pd.DataFrame, test_df: pd.DataFrame, *, modalities
     predictors = {}
     if "intensity" in which:
         fitted = fit_intensity_baseline(images, labels)
+        if tune_intensity:
+            fitted = tune_intensity_baseline(fitted, images, labels)
         predictors["intensity"] = lambda x, row: fitted.predict(x)
     if "atlas" in which:
         predictors["atlas"] = lambda x, row: atlas_baseline(images, labels, x)
@@ -230,3 +241,34 @@ def skill_summary(table: pd.DataFrame, model: str, *, model_column="model",
     others = ", ".join(f"{m} {v:.4f}" for m, v in base.items())
     return (f"{line}; {others}; skill over the best baseline "
             f"({best.removeprefix('baseline: ')}): {means[model] - base[best]:+.4f}")
+
+
+#: Column titles of :func:`comparison_table` for the evaluation tables' metrics.
+METRIC_TITLES = {"dice": "Dice", "precision": "precision", "hd95_mm": "HD95 (mm)",
+                 "msd_mm": "MSD (mm)"}
+
+
+def comparison_table(table: pd.DataFrame, *, column: str = "model",
+                     metrics=tuple(METRIC_TITLES)) -> pd.DataFrame:
+    """Models side by side in the shape of paper 000's Table 2: one row per metric, one
+    column per value of ``column`` (in order of appearance), each cell the mean over that
+    model's rows (subjects and classes). Metrics missing from ``table`` or all NaN are left
+    out.
+
+    Args:
+        table: evaluation rows of several models (e.g. a model's with
+            :func:`baseline_tables` appended).
+        column: the column naming each row's model.
+        metrics: metric columns, in row order.
+
+    Returns:
+        DataFrame with a ``metric`` column and one column per model.
+    """
+    if column not in table.columns:
+        raise InputError("column", f"{column!r} is not a column of the table")
+    keep = [m for m in metrics if m in table.columns and table[m].notna().any()]
+    means = table.groupby(column, sort=False)[keep].mean()
+    out = means.T.reset_index(names="metric")
+    out["metric"] = [METRIC_TITLES.get(m, m) for m in keep]
+    out.columns.name = None
+    return out

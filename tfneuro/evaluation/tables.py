@@ -34,7 +34,8 @@ __all__ = ["evaluate_subjects", "as_predictor", "as_labels", "mean_foreground_di
 def evaluate_subjects(model, df: pd.DataFrame, *, modalities=("t1",), label="label",
                       scheme="tissue4", normalize="zscore", views=None, window=(96, 96, 96),
                       postprocess=None, variant_column: str = "postprocess",
-                      desc: str = "evaluate", return_predictions: bool = False, **scoring):
+                      desc: str = "evaluate", return_predictions: bool = False,
+                      raw_channels=(), **scoring):
     """Predict every subject of ``df`` and tabulate Dice/precision/HD95/MSD per class.
 
     Args:
@@ -54,6 +55,8 @@ def evaluate_subjects(model, df: pd.DataFrame, *, modalities=("t1",), label="lab
         desc: progress-bar label.
         return_predictions: also return ``{subject: {"reference": y, "none": labels,
             <variant>: labels, ...}}``.
+        raw_channels: cohort columns appended to ``x`` as stored (e.g. a cascade's prior
+            mask; :class:`~tfneuro.data.VolumeSource`).
         **scoring: :func:`tfneuro.metrics.evaluation_table` options: ``label_names``,
             ``labels`` (class ids to score; include 0 for paper 002's "with background"),
             ``regroup_to``, ``distances``.
@@ -67,7 +70,7 @@ def evaluate_subjects(model, df: pd.DataFrame, *, modalities=("t1",), label="lab
     tables, preds = [], {}
     for row in progress(df.to_dict("records"), desc=desc, unit="subject"):
         x, y, _ = load_subject(row, modalities=modalities, label=label, scheme=scheme,
-                               normalize=normalize)
+                               normalize=normalize, raw_channels=raw_channels)
         out = predict(x, row)
         named = isinstance(out, dict)
         variants = {k: as_labels(v, y.ndim) for k, v in (out if named else {"none": out}).items()}

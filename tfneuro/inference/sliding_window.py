@@ -26,10 +26,11 @@ allocations) on a 128^3 x 2-channel volume, K=2, B=2, 32^3 windows: peak 30.74 M
 30.54 MB from the formula.
 
 Empty-window skipping (``skip_empty=True``): windows that lie entirely outside the bounding box
-of the nonzero voxels (any channel) are not run (paper 002 also crops to the nonzero bounding
-box). Voxels covered only by skipped windows get background probability 1 (class 0 = 1, other
-classes 0); voxels covered by at least one computed window get the blend of the computed
-windows only.
+of the voxels with signal (any channel; a channel's 0 and its minimum are background, so a
+z-scored volume gives the raw volume's box) are not run (paper 002 also crops to the nonzero
+bounding box). Voxels covered only by skipped windows get background probability 1 (class 0 =
+1, other classes 0); voxels covered by at least one computed window get the blend of the
+computed windows only.
 
 The model is called with ``model.predict_on_batch`` — Keras' compiled (``tf.function`` / jit)
 predict step, traced once because every batch has the same shape (the last batch is padded with
@@ -42,6 +43,7 @@ import itertools
 
 import numpy as np
 
+from tfneuro.data.patches import nonempty_mask
 from tfneuro.errors import InputError
 from tfneuro.inference import memory
 from tfneuro.utils.progress import progress
@@ -88,8 +90,9 @@ def window_starts(size, window: int, overlap: float, xp=np):
 
 
 def _nonzero_bbox(volume):
-    """(lo, hi) per spatial axis of the nonzero voxels (hi exclusive), or None if all zero."""
-    nz = np.any(volume != 0, axis=-1)
+    """(lo, hi) per spatial axis of the voxels with signal (hi exclusive; 0 and each channel's
+    minimum are background, :func:`tfneuro.data.patches.nonempty_mask`), or None if none."""
+    nz = nonempty_mask(volume)
     lo, hi = [], []
     for axis in range(3):
         proj = np.any(nz, axis=tuple(a for a in range(3) if a != axis))
@@ -126,7 +129,7 @@ def sliding_window_predict(model, volume, window=(96, 96, 96), overlap=0.5, blen
         overlap: fraction of overlap between neighbouring windows, in [0, 1).
         blend: "gaussian" or "constant".
         batch_size: windows per model call.
-        skip_empty: skip windows entirely outside the nonzero bounding box.
+        skip_empty: skip windows entirely outside the bounding box of the voxels with signal.
         sigma_scale: Gaussian sigma as a fraction of the window (0.125).
         output_key: output to use when the model returns a dict (AgeU-Net).
         num_classes: K; only needed when every window is skipped and the model's output shape

@@ -60,7 +60,8 @@ def _read_raw(path: str):
     return img, data
 
 
-def load_volume(path: str | os.PathLike, *, kind: str = "image", scheme=None) -> nib.Nifti1Image:
+def load_volume(path: str | os.PathLike, *, kind: str = "image", scheme=None,
+                allow_empty: bool = False) -> nib.Nifti1Image:
     """Load and validate one 3D volume.
 
     NIfTI (``.nii``, ``.nii.gz``) and Analyze / NIfTI pairs (``.hdr``/``.img``) are read with
@@ -73,6 +74,7 @@ def load_volume(path: str | os.PathLike, *, kind: str = "image", scheme=None) ->
             as stored in the file, i.e. *raw* values; use ``scheme.remap`` to get class ids).
         scheme: for ``kind="label"``: a :class:`tfneuro.io.labels.LabelScheme` or its name; the
             stored values must all belong to it.
+        allow_empty: accept an all-zero volume (e.g. a predicted mask that found nothing).
 
     Returns:
         An in-memory ``nibabel.Nifti1Image`` (Analyze inputs are converted) whose header keeps
@@ -106,7 +108,7 @@ def load_volume(path: str | os.PathLike, *, kind: str = "image", scheme=None) ->
             bad = int(data.size - np.count_nonzero(finite))
             first = tuple(int(i) for i in np.argwhere(~finite)[0])
             raise InputError(path, f"{bad} NaN/Inf voxel(s), first at voxel {first}")
-    if not np.any(data):
+    if not allow_empty and not np.any(data):
         raise InputError(path, "all voxels are zero (empty volume)")
     if kind == "image" and data.min() == data.max():
         raise InputError(path, f"all voxels have the same value {float(data.flat[0]):g} "

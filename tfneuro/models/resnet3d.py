@@ -10,11 +10,19 @@ Layout (He et al. 2016 bottleneck ResNet made 3D, as MONAI's ``ResNet`` which NE
 comparison models come from): stem 7x7x7 conv (64, stride 2) + BN + ReLU + 3x3x3 max-pool
 (stride 2); four stages of bottleneck blocks (1x1x1 -> 3x3x3 -> 1x1x1 with 4x expansion; the
 stride sits on the 3x3x3 conv, "ResNet v1.5", and the projection shortcut is a strided 1x1x1
-conv + BN); global average pooling; Dense softmax over the age classes.
+conv + BN); global average pooling; Dense softmax over the age classes. BatchNorm uses
+PyTorch's (MONAI's) momentum 0.1 and epsilon 1e-5 (Keras ``momentum=0.9``); stem stride 2 as
+He et al. (MONAI's default ``conv1_t_stride`` is 1).
 
-Grad-CAM: the output of the last bottleneck block (after its residual add and ReLU) is the
-layer named ``"last_conv"`` (paper 000: "The last convolutional layer of the last Res-block was
-made transparent"). Use ``tfneuro.explain.grad_cam(model, x, class_index, "last_conv")``.
+Grad-CAM layer (paper 000 section 2.3.2: "The last convolutional layer of the last Res-block was
+made transparent"): our reading is the feature maps the last Res-block outputs -- after its
+residual add and ReLU, the layer named ``"last_conv"`` -- which is where Grad-CAM is applied
+to ResNets (Selvaraju et al., paper 000 ref. 17, weight "the feature maps A^k of a
+convolutional layer"; for ResNets the last block's output). The block's last convolution in
+the narrow sense, ``stage4_block3_conv3``, comes before its BatchNorm and the residual add,
+so its maps miss the shortcut's contribution; ``gradcam_age.py --layer stage4_block3_conv3``
+gives that literal reading (docs/necnet.md compares the two).
+Use ``tfneuro.explain.grad_cam(model, x, class_index, "last_conv")``.
 """
 
 from __future__ import annotations
@@ -57,23 +65,30 @@ def make_classifier_input(image, mask):
     return np.stack([image, mask, image * mask], axis=-1)
 
 
+def _bn(name):
+    """BatchNorm with PyTorch's defaults (momentum 0.1 = Keras 0.9, epsilon 1e-5), as the
+    MONAI/torchvision ResNets. Keras' 0.99 keeps 0.99^80 = 45 % of the initial running
+    statistics after 80 steps: the age classifier's learning floor then scored 6/12."""
+    return keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name=name)
+
+
 def _bottleneck(x, filters, strides, project, name):
     shortcut = x
     if project:
         shortcut = keras.layers.Conv3D(4 * filters, 1, strides=strides, use_bias=False,
                                        kernel_initializer="he_normal", name=f"{name}_proj")(x)
-        shortcut = keras.layers.BatchNormalization(name=f"{name}_proj_bn")(shortcut)
+        shortcut = _bn(f"{name}_proj_bn")(shortcut)
     y = keras.layers.Conv3D(filters, 1, use_bias=False, kernel_initializer="he_normal",
                             name=f"{name}_conv1")(x)
-    y = keras.layers.BatchNormalization(name=f"{name}_bn1")(y)
+    y = _bn(f"{name}_bn1")(y)
     y = keras.layers.ReLU(name=f"{name}_relu1")(y)
     y = keras.layers.Conv3D(filters, 3, strides=strides, padding="same", use_bias=False,
                             kernel_initializer="he_normal", name=f"{name}_conv2")(y)
-    y = keras.layers.BatchNormalization(name=f"{name}_bn2")(y)
+    y = _bn(f"{name}_bn2")(y)
     y = keras.layers.ReLU(name=f"{name}_relu2")(y)
     y = keras.layers.Conv3D(4 * filters, 1, use_bias=False, kernel_initializer="he_normal",
                             name=f"{name}_conv3")(y)
-    y = keras.layers.BatchNormalization(name=f"{name}_bn3")(y)
+    y = _bn(f"{name}_bn3")(y)
     return keras.layers.Add(name=f"{name}_add")([y, shortcut])
 
 
@@ -99,7 +114,7 @@ def resnet3d(layers_per_stage, num_classes=6, input_shape=(None, None, None, 3),
     inputs = keras.Input(shape=input_shape, name="image")
     x = keras.layers.Conv3D(base_filters, 7, strides=2, padding="same", use_bias=False,
                             kernel_initializer="he_normal", name="stem_conv")(inputs)
-    x = keras.layers.BatchNormalization(name="stem_bn")(x)
+    x = _bn("stem_bn")(x)
     x = keras.layers.ReLU(name="stem_relu")(x)
     x = keras.layers.MaxPooling3D(3, strides=2, padding="same", name="stem_pool")(x)
     n_stages = len(layers_per_stage)

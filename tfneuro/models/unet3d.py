@@ -2,11 +2,16 @@
 
 The network is Çiçek et al.'s 3D U-Net (paper 000 ref. 15), as paper 000 Fig. 2 describes:
 "analysis and synthesis paths with four resolution steps each. Each layer in the analysis
-route has two 3x3x3 convolutions, a ReLU, a 2x2x2 max pooling with strides of two ... Each
-layer in the synthesis route consists of [an] upconvolution of 2x2x2 by strides of two ...
-followed by two 3x3x3 convolutions followed by a ReLU ... shortcut connections from layers of
-equal resolution ... A 1x1x1 convolution in the final layer lowers the number of output
-channels to the number of labels, which in our instance is 2."
+route has two 3x3x3 convolutions, a rectified linear unit (ReLU), a 2x2x2 max pooling with
+strides of two ... Each layer in the synthesis route consists of two 3x3x3 convolutions
+followed by a ReLU, followed by an upconvolution of 2x2x2 by strides of two in each
+dimension. The necessary high resolution features for the synthesis path are provided via
+shortcut connections from layers of equal resolution ... A 1x1x1 convolution in the final
+layer lowers the number of output channels to the number of labels, which in our instance is
+2." We build each synthesis level as Çiçek et al. order it (up-convolution, concatenation,
+then the two convolutions): the caption's order (convolutions, then up-convolution) describes
+the same chain of layers cut at another place, and only this cut ends at full resolution
+before the 1x1x1 convolution.
 
 Choices and departures:
 - Channels are doubled before pooling, as in Çiçek et al. (level l: ``base*2**l`` then
