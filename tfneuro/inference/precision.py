@@ -23,10 +23,12 @@ under ``KERAS_BACKEND=jax`` (dtype policies are backend-neutral).
 from __future__ import annotations
 
 import threading
+import warnings
 import weakref
 
 import keras
 
+from tfneuro.errors import InputError
 from tfneuro.training.saving import copy_model
 from tfneuro.utils.precision import KERAS_POLICIES, resolve_precision
 
@@ -103,7 +105,8 @@ def model_at_precision(model, precision: str = "auto"):
         weights (see the module docstring).
 
     Raises:
-        InputError: an unknown ``precision``.
+        InputError: an unknown ``precision``, or an explicit one for a model that cannot be
+            copied (with ``"auto"`` such a model runs as it is, with a warning).
     """
     p = resolve_precision(precision)
     if model_precision(model) == p:
@@ -111,10 +114,19 @@ def model_at_precision(model, precision: str = "auto"):
     with _LOCK:
         copies = _COPIES.setdefault(model, {})
         copy = copies.get(p)
-        if copy is None:
-            copy = copies[p] = set_model_precision(copy_model(model), p)
-            if getattr(model, "_jit_compile", None) is not None:
-                copy.jit_compile = model.jit_compile
+        if copy is not None:
+            copy.set_weights(model.get_weights())
             return copy
-        copy.set_weights(model.get_weights())
+        try:
+            copy = copy_model(model)
+        except Exception as e:  # noqa: BLE001 - a model Keras cannot rebuild from its config
+            why = f"model {model.name!r} cannot be copied from its config ({type(e).__name__})"
+            if precision != "auto":
+                raise InputError("precision", f"{why}, so it cannot run at {p}; give it "
+                                              f"get_config/from_config or use float32") from e
+            warnings.warn(f"{why}; it runs at its own precision", stacklevel=3)
+            return model
+        copies[p] = copy = set_model_precision(copy, p)
+        if getattr(model, "_jit_compile", None) is not None:
+            copy.jit_compile = model.jit_compile
     return copy

@@ -76,7 +76,16 @@ def copy_model(model):
     from the config (so a :class:`~tfneuro.models.RegisteredModel` keeps its registry name and
     multiple, and custom layers are rebuilt by their own ``from_config``), then
     ``set_weights``. The copy's layers may be changed (precision, folding) without touching
-    ``model``."""
-    clone = model.__class__.from_config(model.get_config())
+    ``model``.
+
+    Safe mode is off for the copy: ``model`` is already in memory, so whatever Python it
+    carries (a ``Lambda`` of a model loaded with ``--unsafe``) was accepted when it was
+    loaded; refusing it again would only make such a model impossible to copy.
+    """
+    data = dict(keras.saving.serialize_keras_object(model))
+    data.pop("compile_config", None)
+    cls = type(model)
+    custom = {cls.__name__: cls, data.get("registered_name") or cls.__name__: cls}
+    clone = keras.saving.deserialize_keras_object(data, custom_objects=custom, safe_mode=False)
     clone.set_weights(model.get_weights())
     return clone
