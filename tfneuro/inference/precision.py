@@ -4,12 +4,23 @@
 bfloat16 (float16) as a COPY whose layers carry the Keras ``mixed_bfloat16``
 (``mixed_float16``) dtype policy: weights stay float32 and are cast when a layer runs,
 convolutions and activations compute in the low precision. The caller's model, its layers
-and the global Keras policy are never changed. What stays float32 (issue 17): every
-``Softmax`` layer and every layer that produces an output of a functional model in the tree
-(tfneuro's models end in a float32 softmax, ``tfneuro.models._common.classifier_head``), so
-probabilities are float32; view aggregation, window blending and argmax happen on those
-float32 probabilities in :mod:`tfneuro.inference` and in the exported graph. Batch
-normalisation upcasts to float32 internally (Keras).
+and the global Keras policy are never changed.
+
+What stays float32 (:func:`float32_layers`):
+
+* every ``Softmax`` layer and every layer that produces a model output (tfneuro's models end
+  in a float32 softmax, ``tfneuro.models._common.classifier_head``), so probabilities are
+  float32; view aggregation, window blending and argmax happen on those float32
+  probabilities in :mod:`tfneuro.inference` and in the exported graph (issue 17);
+* the INPUT BLOCK: the layers from the model's inputs up to and including the first layer
+  that holds a kernel, on every path (QuickNAT's and InfiNet's first dense blocks, the 3D
+  U-Net's first two convolutions, VGG's mean subtraction and first convolution). Measured on
+  a trained 8-filter QuickNAT (``docs/precision.md``): with the input block in bfloat16,
+  0.5-0.9 % of the brain voxels changed label against float32 (rounding the normalised
+  input to bfloat16's 8-bit mantissa alone changed 0.3 %); with it in float32, 0.3-0.4 %;
+  its cost was within the timing noise (the first block holds ~13 % of QuickNAT's MACs).
+
+Batch normalisation upcasts to float32 internally (Keras).
 
 :func:`model_at_precision` keeps one copy per (model, precision) while the model lives
 (``weakref``), so Keras traces the copy's predict function once; the copy's weights are
@@ -45,24 +56,71 @@ def _layers(model) -> list:
             if not isinstance(layer, keras.layers.InputLayer)]
 
 
+def _graph(model):
+    """``(inputs, outputs)`` symbolic tensors of a functional (or Sequential) model, else
+    ``None`` (subclassed models have no graph)."""
+    if not isinstance(model, keras.Model):
+        return None
+    try:
+        inputs, outputs = model.inputs, model.outputs
+    except (AttributeError, ValueError):
+        return None
+    return (keras.tree.flatten(inputs), keras.tree.flatten(outputs)) if inputs and outputs else None
+
+
+def _producer(tensor):
+    history = getattr(tensor, "_keras_history", None)
+    return None if history is None else history[0]
+
+
+def _outermost_graphs(layer) -> list:
+    """The functional models of the tree that no other functional model contains."""
+    if _graph(layer) is not None:
+        return [layer]
+    return [g for child in layer._flatten_layers(include_self=False, recursive=False)
+            for g in _outermost_graphs(child)]
+
+
+def _has_kernel(layer) -> bool:
+    return any(getattr(sub, "kernel", None) is not None
+               for sub in layer._flatten_layers(include_self=True, recursive=True))
+
+
+def _input_block(model) -> list:
+    """Top-level layers of ``model``'s graph from its inputs up to and including the first
+    layer holding a kernel on every path (see the module docstring). A layer joins when ALL
+    its inputs come from the block (an input, or a member without a kernel): a layer that
+    also reads deeper features (VGG's side outputs take the input only for its shape) does
+    not."""
+    block = {id(_producer(t)) for t in _graph(model)[0]}
+    members = {id(layer) for layer in model.layers} | block
+    found, changed = [], True
+    while changed:
+        changed = False
+        for layer in model.layers:
+            if id(layer) in block or isinstance(layer, keras.layers.InputLayer):
+                continue
+            # nodes of this graph only (a layer reused from another model has more)
+            parents = [p for node in layer._inbound_nodes
+                       for p in map(_producer, keras.tree.flatten(node.input_tensors))
+                       if p is not None and id(p) in members]
+            if parents and all(id(p) in block and (p not in found or not _has_kernel(p))
+                               for p in parents):
+                block.add(id(layer))
+                found.append(layer)
+                changed = True
+    return found
+
+
 def float32_layers(model) -> set:
-    """``id`` of the layers that stay float32 at any precision: ``Softmax`` layers and the
-    layers producing an output of ``model`` or of a functional model nested in it."""
-    keep = set()
-    for m in [model] + _layers(model):
-        if isinstance(m, keras.layers.Softmax):
-            keep.add(id(m))
-        if not isinstance(m, keras.Model):
-            continue
-        try:
-            outputs = m.outputs
-        except (AttributeError, ValueError):  # subclassed models have no symbolic outputs
-            continue
-        for t in keras.tree.flatten(outputs or []):
-            history = getattr(t, "_keras_history", None)
-            if history is not None:
-                keep.add(id(history[0]))
-    return keep
+    """``id`` of the layers that stay float32 at any precision (module docstring): softmax
+    layers, the layers producing a model output, and the input block of the outermost
+    functional model(s), with every layer nested in those."""
+    keep = [m for m in [model] + _layers(model) if isinstance(m, keras.layers.Softmax)]
+    for graph in _outermost_graphs(model):
+        keep += [_producer(t) for t in _graph(graph)[1]] + _input_block(graph)
+    return {id(sub) for layer in keep if layer is not None
+            for sub in layer._flatten_layers(include_self=True, recursive=True)}
 
 
 def model_precision(model) -> str:
