@@ -67,16 +67,17 @@ def alternate(fns: dict, runs: int, warmup: bool = False, log=print) -> dict:
     return times
 
 
-def precision_report(tfneuro_precision: str) -> tuple[str, str]:
+def precision_report(tfneuro_precision: str, monai: bool = True) -> tuple[str, str]:
     """``(resolved tfneuro precision, report line)``: what tfneuro's precision resolves to on
-    this machine, the CPU's bfloat16 flags and what MONAI's sides run at."""
+    this machine, the CPU's bfloat16 flags and (``monai``) what MONAI's sides run at."""
     from tfneuro.utils.precision import Hardware, resolve_precision
 
     hw = Hardware.detect()
     p = resolve_precision(tfneuro_precision)
-    return p, (f"precision: tfneuro {tfneuro_precision} -> {p} (float32 row: float32); MONAI "
-               f"float32 (its default) and bfloat16 under torch.autocast('cpu', "
-               f"dtype=torch.bfloat16); {hw.describe()}; /proc/cpuinfo bfloat16 flags: "
+    peer = ("; MONAI float32 (its default) and bfloat16 under torch.autocast('cpu', "
+            "dtype=torch.bfloat16)") if monai else ""
+    return p, (f"precision: tfneuro {tfneuro_precision} -> {p} (float32 row: float32){peer}; "
+               f"{hw.describe()}; /proc/cpuinfo bfloat16 flags: "
                f"{' '.join(hw.cpu_bfloat16_flags) or 'none'}")
 
 

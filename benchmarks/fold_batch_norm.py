@@ -114,7 +114,7 @@ def main(argv=None):
 
     import tensorflow as tf
 
-    precision, report = precision_report(args.precision)
+    precision, report = precision_report(args.precision, monai=False)
     print(f"load {load_average()}; {report}", flush=True)
     vol = tf.constant(mni_volume(parse_shape(args.shape))[..., None])
     precisions = ["float32"] + ([precision] if precision != "float32" else [])

@@ -73,7 +73,7 @@ def main(argv=None):
     from tfneuro.io import load_volume
     from tfneuro.metrics import dice_score
 
-    _, report = precision_report("bfloat16")
+    _, report = precision_report("bfloat16", monai=False)
     print(f"load {load_average()}; {report}", flush=True)
     mods = args.modalities.split(",")
     df = read_cohort(os.path.join(args.run, "cohort", "cohort.csv"))

@@ -138,7 +138,8 @@ def main(argv=None):
     p.add_argument("--profile", type=int, default=1,
                    help="per-layer profile of the axial tfneuro model (one batch per layer)")
     p.add_argument("--precision", default="auto",
-                   help="tfneuro's default side: auto | float32 | bfloat16 (a float32 side runs too)")
+                   help="tfneuro's default side: auto | float32 | bfloat16 "
+                        "(a float32 side runs too)")
     p.add_argument("--memory_child", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.memory_child:

@@ -72,7 +72,8 @@ def main(argv=None):
     p.add_argument("--skip_empty", type=int, default=1, help="tfneuro: skip empty windows")
     p.add_argument("--peak_n", type=int, default=4096)
     p.add_argument("--precision", default="auto",
-                   help="tfneuro's default side: auto | float32 | bfloat16 (a float32 side runs too)")
+                   help="tfneuro's default side: auto | float32 | bfloat16 "
+                        "(a float32 side runs too)")
     p.add_argument("--profile", type=int, default=1,
                    help="per-block profile of tfneuro's unet3d on one batch of windows")
     args = p.parse_args(argv)

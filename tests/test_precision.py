@@ -7,8 +7,8 @@ GPU present made ``test_auto_decision`` red; ``model_at_precision`` returning a 
 input block out of ``float32_layers`` (all layers but the softmax in bfloat16) made
 ``test_bfloat16_copy_leaves_the_model_and_global_policy`` and the
 accuracy guard red (agreement 99.39 % of the first held-out subject's brain voxels; 99.36 %
-on the second); exporting the float32 model whatever ``precision`` said made ``test_bfloat16_export`` red (no
-bfloat16 convolution in the graph).
+on the second); exporting the float32 model whatever ``precision`` said made
+``test_bfloat16_export`` red (no bfloat16 convolution in the graph).
 """
 
 import json

@@ -15,8 +15,9 @@ Usage in an experiment script::
 
 Training flags: ``--seed``, ``--deterministic``, ``--xla`` / ``--noxla`` (default: auto, on
 for GPU), ``--mixed_precision=auto|float32|bfloat16|float16`` (``--mixed_precision`` alone is
-float16 and ``--nomixed_precision`` float32, as when it was a boolean), ``--strategy`` (default | mirrored | multi_worker),
-``--resume``, ``--epochs``, ``--batch_size``, ``--learning_rate``, ``--tensorboard``.
+float16 and ``--nomixed_precision`` float32, as when it was a boolean), ``--strategy``
+(default | mirrored | multi_worker), ``--resume``, ``--epochs``, ``--batch_size``,
+``--learning_rate``, ``--tensorboard``.
 Cohort flags (:func:`define_experiment_flags`): ``--cohort`` (a cohort CSV; default: the
 built-in synthetic cohort, made in ``<out>/cohort`` from ``--synth_subjects``,
 ``--synth_spacing`` and ``--seed``), ``--out`` and ``--label_scheme``. 3D flags
