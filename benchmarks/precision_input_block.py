@@ -41,16 +41,15 @@ def train(rows, data, epochs, seed):
     import keras
 
     from tfneuro.data.pipeline import fit_shape
+    from tfneuro.data.slices import label_slices, volume_to_slices
     from tfneuro.models.quicknat import quicknat
 
-    train_set = [data[r["subject"]] for r in rows if r["split"] == "train"]
-    size = -(-max(max(x.shape[:3]) for x, _, _ in train_set) // 8) * 8
-    xs, ys = [], []
-    for x, y, w in train_set:
-        x, y, _ = fit_shape(x, y, w, pad_to=(size,) * 3)
-        xs.append(np.moveaxis(x, 2, 0))
-        ys.append(np.moveaxis(y, 2, 0))
-    xs, ys = np.concatenate(xs), np.concatenate(ys)
+    # the same slices as tests/test_precision.py's ``trained`` fixture
+    subjects = [data[r["subject"]] for r in rows if r["split"] == "train"]
+    size = -(-max(max(x.shape[:3]) for x, _, _ in subjects) // 8) * 8
+    subjects = [fit_shape(*s, pad_to=(size,) * 3) for s in subjects]
+    xs = np.concatenate([volume_to_slices(x, "axial") for x, _, _ in subjects])
+    ys = np.concatenate([label_slices(y, "axial") for _, y, _ in subjects])
     keep = ys.reshape(len(ys), -1).max(1) > 0
     keras.utils.set_random_seed(seed)
     model = quicknat(4, input_shape=(None, None, 2), filters=8, kernel_size=3, depth=2)

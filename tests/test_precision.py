@@ -155,19 +155,16 @@ def trained(synth_cohort):
     """An 8-filter QuickNAT trained on the two training subjects' axial slices (T1 + T2),
     with the held-out (val, test) subjects' normalised volumes and labels."""
     from tfneuro.data.pipeline import fit_shape, load_subject
+    from tfneuro.data.slices import label_slices, volume_to_slices
 
     rows = synth_cohort.to_dict("records")
     data = {r["subject"]: load_subject(r, modalities=("t1", "t2"), scheme="tissue4") for r in rows}
     train = [data[r["subject"]] for r in rows if r["split"] == "train"]
-    size = max(max(x.shape[:3]) for x, _, _ in train)
-    size = -(-size // 8) * 8
-    xs, ys = [], []
-    for x, y, w in train:
-        x, y, _ = fit_shape(x, y, w, pad_to=(size,) * 3)
-        xs.append(np.moveaxis(x, 2, 0))
-        ys.append(np.moveaxis(y, 2, 0))
-    xs, ys = np.concatenate(xs), np.concatenate(ys)
-    keep = ys.reshape(len(ys), -1).max(1) > 0
+    size = -(-max(max(x.shape[:3]) for x, _, _ in train) // 8) * 8
+    train = [fit_shape(*subject, pad_to=(size,) * 3) for subject in train]
+    xs = np.concatenate([volume_to_slices(x, "axial") for x, _, _ in train])
+    ys = np.concatenate([label_slices(y, "axial") for _, y, _ in train])
+    keep = ys.reshape(len(ys), -1).max(1) > 0  # slices holding tissue
     keras.utils.set_random_seed(0)
     model = quicknat(4, input_shape=(None, None, 2), filters=8, kernel_size=3, depth=2)
     model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="sparse_categorical_crossentropy")
