@@ -67,16 +67,41 @@ def alternate(fns: dict, runs: int, warmup: bool = False, log=print) -> dict:
     return times
 
 
+def precision_report(tfneuro_precision: str, monai: bool = True) -> tuple[str, str]:
+    """``(resolved tfneuro precision, report line)``: what tfneuro's precision resolves to on
+    this machine, the CPU's bfloat16 flags and (``monai``) what MONAI's sides run at."""
+    from tfneuro.utils.precision import Hardware, resolve_precision
+
+    hw = Hardware.detect()
+    p = resolve_precision(tfneuro_precision)
+    peer = ("; MONAI float32 (its default) and bfloat16 under torch.autocast('cpu', "
+            "dtype=torch.bfloat16)") if monai else ""
+    return p, (f"precision: tfneuro {tfneuro_precision} -> {p} (float32 row: float32){peer}; "
+               f"{hw.describe()}; /proc/cpuinfo bfloat16 flags: "
+               f"{' '.join(hw.cpu_bfloat16_flags) or 'none'}")
+
+
+def ratio_lines(t_tf, t_mo, t_mo_bf16, per_tflop=None) -> str:
+    """The benchmarks' last lines (checks parse them): tfneuro at its default precision
+    against MONAI bfloat16, [per conv TFLOP against MONAI float32,] against MONAI float32."""
+    lines = [f"ratio tfneuro/monai_bf16: {t_tf / t_mo_bf16:.3f}"]
+    if per_tflop is not None:
+        lines.append(f"ratio per conv TFLOP tfneuro/monai: {per_tflop:.3f}")
+    lines.append(f"ratio tfneuro/monai: {t_tf / t_mo:.3f}")
+    return "\n".join(lines)
+
+
 def median(values) -> float:
     return float(statistics.median(values))
 
 
-def matmul_peak(n: int = 4096, repeats: int = 5) -> float:
-    """Best-of-``repeats`` float32 ``tf.linalg.matmul`` rate in GFLOP/s (2 n^3 FLOPs per call)."""
+def matmul_peak(n: int = 4096, repeats: int = 5, dtype: str = "float32") -> float:
+    """Best-of-``repeats`` ``tf.linalg.matmul`` rate in GFLOP/s (2 n^3 FLOPs per call) in
+    ``dtype`` (float32 or bfloat16: the roofline of each precision)."""
     import tensorflow as tf
 
-    a = tf.random.normal((n, n), dtype=tf.float32)
-    b = tf.random.normal((n, n), dtype=tf.float32)
+    a = tf.cast(tf.random.normal((n, n)), dtype)
+    b = tf.cast(tf.random.normal((n, n)), dtype)
     mm = tf.function(tf.linalg.matmul)
     mm(a, b).numpy()
     best = float("inf")

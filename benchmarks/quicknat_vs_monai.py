@@ -19,13 +19,22 @@ per view (sagittal, coronal, axial), softmax probabilities averaged over the thr
   their own layer shapes and printed.
 
 Roofline (item 3): conv FLOPs (2 x MACs, only the slices each side computes) / median time,
-as a % of the float32 ``tf.linalg.matmul`` peak measured in this run.
+as a % of the ``tf.linalg.matmul`` peak of the side's precision (float32 or bfloat16) measured
+in this run.
 
 Memory (item 4): ``--memory_shape 256,256,256`` runs tfneuro's side once in a FRESH
 subprocess on a volume of that shape and reports its peak resident memory (``VmHWM``).
 
-The last line is ``ratio tfneuro/monai: X`` (median tfneuro time / median MONAI time over
-``--runs`` alternating runs).
+Precision (issue 17): tfneuro runs at ``--precision`` (default ``auto``: bfloat16 on a CPU with
+avx512_bf16 / amx_bf16, else float32; ``tfneuro.utils.precision``) AND at float32; MONAI runs at
+float32 (its default) AND under ``torch.autocast("cpu", dtype=torch.bfloat16)``; all sides in the
+same alternating run (a side equal to another, e.g. tfneuro auto = float32 on a CPU without
+bfloat16, runs once). The output says what each side ran at and the CPU's bfloat16 flags.
+
+The last lines are (medians over ``--runs`` alternating runs; checks parse them)::
+
+    ratio tfneuro/monai_bf16: X2     tfneuro at --precision / MONAI under bfloat16 autocast
+    ratio tfneuro/monai: X           tfneuro at --precision / MONAI float32
 
 Run (full size; 30 min on 2 cores including the 256^3 memory run, so in the background):
   nohup python benchmarks/quicknat_vs_monai.py > /tmp/quicknat_vs_monai.log 2>&1 &
@@ -44,15 +53,19 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from _common import (alternate, fmt, keras_conv_macs, load_average, matmul_peak,  # noqa: E402
-                     median, mni_volume, parse_shape, peak_rss_mb, profile_layers,
-                     profile_table, table, time_model_calls, torch_conv_macs, torch_softmax)
+                     median, mni_volume, parse_shape, peak_rss_mb, precision_report,
+                     profile_layers, profile_table, ratio_lines, table, time_model_calls,
+                     torch_conv_macs, torch_softmax)
 
 import numpy as np  # noqa: E402
 
 VIEWS = ("sagittal", "coronal", "axial")
 
 
-def build_tfneuro(args):
+def build_tfneuro(args, precision="float32"):
+    """One QuickNAT per view, at ``precision`` (``tfneuro.inference.model_at_precision``:
+    the float32 model itself, or its copy at bfloat16)."""
+    from tfneuro.inference import model_at_precision
     from tfneuro.models.quicknat import quicknat
 
     models = {}
@@ -60,7 +73,7 @@ def build_tfneuro(args):
         m = quicknat(args.classes, input_shape=(None, None, 1), filters=args.filters,
                      kernel_size=args.kernel, name="quicknat")
         m.jit_compile = bool(args.jit)
-        models[view] = m
+        models[view] = model_at_precision(m, precision)
     return models
 
 
@@ -94,11 +107,11 @@ def memory_child(args):
     from tfneuro.inference import predict_volume_views
 
     vol = mni_volume(parse_shape(args.shape))
-    models = build_tfneuro(args)
+    models = build_tfneuro(args, args.precision)
     base = peak_rss_mb()
     t0 = time.perf_counter()
     probs = predict_volume_views(models, vol, batch_size=args.batch_size or None,
-                                 skip_empty=bool(args.skip_empty))
+                                 skip_empty=bool(args.skip_empty), precision=args.precision)
     dt = time.perf_counter() - t0
     assert probs.shape == vol.shape + (args.classes,)
     print(f"memory_child peak_rss_mb {peak_rss_mb():.1f} before_inference_mb {base:.1f} "
@@ -124,6 +137,9 @@ def main(argv=None):
     p.add_argument("--peak_n", type=int, default=4096, help="matmul size of the peak measurement")
     p.add_argument("--profile", type=int, default=1,
                    help="per-layer profile of the axial tfneuro model (one batch per layer)")
+    p.add_argument("--precision", default="auto",
+                   help="tfneuro's default side: auto | float32 | bfloat16 "
+                        "(a float32 side runs too)")
     p.add_argument("--memory_child", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.memory_child:
@@ -138,23 +154,36 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     shape = parse_shape(args.shape)
     vol = mni_volume(shape)
+    precision, report = precision_report(args.precision)
     print(f"volume {shape} (ICBM152 1 mm), load {load_average()}", flush=True)
+    print(report, flush=True)
 
-    # ---- tfneuro side
+    # ---- tfneuro sides: float32 and the default precision (the same models if it is float32)
     models = build_tfneuro(args)
+    sides = {"tfneuro float32": models}
+    if precision != "float32":
+        from tfneuro.inference import model_at_precision
+
+        sides[f"tfneuro {args.precision} ({precision})"] = {
+            v: model_at_precision(m, precision) for v, m in models.items()}
+    default = list(sides)[-1]
     t0 = time.perf_counter()
-    warm_tfneuro(models, vol, args)
+    for side in sides.values():
+        warm_tfneuro(side, vol, args)
     compile_s = time.perf_counter() - t0
-    model_clock = [0.0]
-    for m in models.values():
-        time_model_calls(m, model_clock)
+    clocks = {name: [0.0] for name in sides}
+    for name, side in sides.items():
+        for m in side.values():
+            time_model_calls(m, clocks[name])
 
-    def run_tfneuro():
-        probs = predict_volume_views(models, vol, batch_size=args.batch_size or None,
-                                     skip_empty=bool(args.skip_empty))
-        assert probs.shape == shape + (args.classes,)
+    def tfneuro_run(side_models, p):
+        def run():
+            probs = predict_volume_views(side_models, vol, batch_size=args.batch_size or None,
+                                         skip_empty=bool(args.skip_empty), precision=p)
+            assert probs.shape == shape + (args.classes,)
+        return run
 
-    # ---- MONAI side
+    # ---- MONAI sides: float32 and bfloat16 autocast
     nets = [torch_softmax(Quicknat(num_classes=args.classes, num_channels=1,
                                  num_filters=args.filters, kernel_size=args.kernel,
                                  se_block="None", drop_out=0).eval()) for _ in VIEWS]
@@ -167,21 +196,25 @@ def main(argv=None):
         monai_slabs.append(slab(vol, axis, args.monai_same_slices))
     xt = torch.from_numpy(vol)[None, None]
 
-    def run_monai():
-        with torch.inference_mode():
-            out = torch.zeros((1, args.classes) + shape)
-            for axis in range(3):
-                lo, hi = monai_slabs[axis]
-                idx = [slice(None)] * 5
-                idx[2 + axis] = slice(lo, hi)
-                part = inferers[axis](xt[tuple(idx)], nets[axis])
-                out[tuple(idx)] += part / 3.0
-            out.numpy()
+    def monai_run(bf16):
+        def run():
+            with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16,
+                                                        enabled=bf16):
+                out = torch.zeros((1, args.classes) + shape)
+                for axis in range(3):
+                    lo, hi = monai_slabs[axis]
+                    idx = [slice(None)] * 5
+                    idx[2 + axis] = slice(lo, hi)
+                    part = inferers[axis](xt[tuple(idx)], nets[axis])
+                    out[tuple(idx)] += part.float() / 3.0
+                out.numpy()
+        return run
 
-    with torch.inference_mode():  # warm-up (allocator, oneDNN primitives)
-        for axis in range(3):
-            roi = tuple(s for i, s in enumerate(shape) if i != axis)
-            nets[axis](torch.zeros((1, 1) + roi))
+    for bf16 in (False, True):  # warm-up (allocator, oneDNN primitives) at both precisions
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            for axis in range(3):
+                roi = tuple(s for i, s in enumerate(shape) if i != axis)
+                nets[axis](torch.zeros((1, 1) + roi))
 
     # ---- FLOPs (conv MACs from each net's own layer shapes, per slice, per view)
     tf_slices, mo_slices, tf_macs, mo_macs, mo_per, tf_per = [], [], 0, 0, [], []
@@ -200,24 +233,26 @@ def main(argv=None):
     n_tf_params = models["axial"].count_params()
     n_mo_params = sum(q.numel() for q in nets[0].parameters())
 
-    print(f"timing {args.runs} alternating runs (tfneuro, monai, ...)", flush=True)
-    times = alternate({"tfneuro": run_tfneuro, "monai": run_monai}, args.runs)
-    model_share = model_clock[0] / sum(times["tfneuro"])
-    peak = matmul_peak(args.peak_n)
+    runs = {name: tfneuro_run(side, "float32" if name == "tfneuro float32" else precision)
+            for name, side in sides.items()}
+    runs.update({"MONAI float32": monai_run(False), "MONAI bfloat16 autocast": monai_run(True)})
+    print(f"timing {args.runs} alternating runs ({', '.join(runs)}, ...)", flush=True)
+    times = alternate(runs, args.runs)
+    peaks = {p: matmul_peak(args.peak_n, dtype=p) for p in ("float32", "bfloat16")}
     load_end = load_average()
 
-    t_tf, t_mo = median(times["tfneuro"]), median(times["monai"])
+    med = {name: median(t) for name, t in times.items()}
     gf_tf, gf_mo = 2 * tf_macs / 1e9, 2 * mo_macs / 1e9
-    rows = [
-        ["tfneuro predict_volume_views", fmt(t_tf), " ".join(fmt(t) for t in times["tfneuro"]),
-         f"{sum(tf_slices)} ({'/'.join(map(str, tf_slices))})",
-         fmt(t_tf / sum(tf_slices), 3), f"{n_tf_params:,}", fmt(gf_tf, 1), fmt(gf_tf / t_tf, 1),
-         fmt(100 * gf_tf / t_tf / peak, 1)],
-        ["MONAI Quicknat + SliceInferer", fmt(t_mo), " ".join(fmt(t) for t in times["monai"]),
-         f"{sum(mo_slices)} ({'/'.join(map(str, mo_slices))})",
-         fmt(t_mo / sum(mo_slices), 3), f"{n_mo_params:,}", fmt(gf_mo, 1), fmt(gf_mo / t_mo, 1),
-         fmt(100 * gf_mo / t_mo / peak, 1)],
-    ]
+    rows = []
+    for name in runs:
+        tf_side = name.startswith("tfneuro")
+        gf, n = (gf_tf, tf_slices) if tf_side else (gf_mo, mo_slices)
+        peak = peaks["float32" if name.endswith("float32") else "bfloat16"]
+        what = "predict_volume_views" if tf_side else "Quicknat + SliceInferer"
+        rows.append([f"{name} {what}", fmt(med[name]), " ".join(fmt(t) for t in times[name]),
+                     f"{sum(n)} ({'/'.join(map(str, n))})", fmt(med[name] / sum(n), 3),
+                     f"{n_tf_params if tf_side else n_mo_params:,}", fmt(gf, 1),
+                     fmt(gf / med[name], 1), fmt(100 * gf / med[name] / peak, 1)])
     batches = "/".join(str(view_batch(args, tuple(s for i, s in enumerate(shape) if i != a)))
                        for a in range(3))
     print()
@@ -226,32 +261,43 @@ def main(argv=None):
           f"{args.threads}, tfneuro jit_compile={bool(args.jit)}, skip_empty="
           f"{bool(args.skip_empty)}, MONAI same slices={bool(args.monai_same_slices)}")
     print(table(rows, ["side", "median s", "runs s", "slices computed (sag/cor/ax)",
-                       "s/slice", "params", "conv GFLOP", "GFLOP/s", "% matmul peak"]))
+                       "s/slice", "params", "conv GFLOP", "GFLOP/s",
+                       "% matmul peak (own precision)"]))
     print()
-    print(f"matmul peak (float32 {args.peak_n}^2 tf.linalg.matmul, best of 5): {peak:.1f} GFLOP/s")
+    print(f"matmul peak ({args.peak_n}^2 tf.linalg.matmul, best of 5): " + ", ".join(
+        f"{k} {v:.1f} GFLOP/s" for k, v in peaks.items()))
     print(f"conv MACs per slice (sag/cor/ax): tfneuro {'/'.join(f'{m / 1e9:.2f}G' for m in tf_per)}"
           f", MONAI {'/'.join(f'{m / 1e9:.2f}G' for m in mo_per)}")
-    print(f"tfneuro trace/compile (untimed warm-up): {compile_s:.1f} s")
-    print(f"profile: tfneuro model calls (predict_on_batch) = {100 * model_share:.1f}% of its "
-          f"inference time; the rest is slicing, accumulation, bbox")
-    bound = gf_tf / peak
-    print(f"roofline: tfneuro's conv FLOPs at 100% of the matmul peak take {bound:.1f} s -> "
-          f"best possible ratio on this work {bound / t_mo:.2f}")
+    print(f"tfneuro trace/compile (untimed warm-up, all tfneuro sides): {compile_s:.1f} s")
+    for name in sides:
+        print(f"profile: {name} model calls (predict_on_batch) = "
+              f"{100 * clocks[name][0] / sum(times[name]):.1f}% of its inference time; the rest "
+              f"is slicing, accumulation, bbox")
+    t_tf, t_mo = med[default], med["MONAI float32"]
+    bound = gf_tf / peaks["float32"]
+    print(f"roofline: tfneuro's conv FLOPs at 100% of the float32 matmul peak take {bound:.1f} s "
+          f"-> best possible float32 ratio on this work {bound / t_mo:.2f}")
     per_slice_ratio = (t_tf / sum(tf_slices)) / (t_mo / sum(mo_slices))
     print(f"per computed slice ratio tfneuro/monai: {per_slice_ratio:.3f}")
+    print(f"ratio tfneuro float32/monai float32: {med['tfneuro float32'] / t_mo:.3f}; "
+          f"tfneuro {precision}/float32: {t_tf / med['tfneuro float32']:.3f}; MONAI "
+          f"bfloat16/float32: {med['MONAI bfloat16 autocast'] / t_mo:.3f}")
     print(f"load average: start of timing see per-run lines, end {load_end}")
     if args.profile:
+        from tfneuro.inference import model_at_precision
         from tfneuro.models.quicknat import quicknat
 
         hw = (shape[0], shape[1])
         batch = view_batch(args, hw)
 
-        prof = quicknat(args.classes, input_shape=hw + (1,), filters=args.filters,
-                        kernel_size=args.kernel)
+        prof = model_at_precision(quicknat(args.classes, input_shape=hw + (1,),
+                                           filters=args.filters, kernel_size=args.kernel),
+                                  precision)
         print()
-        print(f"profile (axial model, {hw[0]}x{hw[1]}, batch {batch}; each layer "
-              f"timed alone in a tf.function, best of 3; load {load_average()}):")
-        print(profile_table(*profile_layers(prof, batch, peak)))
+        print(f"profile (axial model at {precision}, {hw[0]}x{hw[1]}, batch {batch}; each layer "
+              f"timed alone in a tf.function, best of 3; % of the {precision} matmul peak; "
+              f"load {load_average()}):")
+        print(profile_table(*profile_layers(prof, batch, peaks[precision])))
 
     if args.memory_shape.lower() != "none":
         mshape = parse_shape(args.memory_shape)
@@ -259,7 +305,7 @@ def main(argv=None):
                "--shape", ",".join(map(str, mshape)), "--classes", str(args.classes),
                "--filters", str(args.filters), "--kernel", str(args.kernel),
                "--batch_size", str(args.batch_size), "--jit", str(args.jit),
-               "--skip_empty", str(args.skip_empty)]
+               "--skip_empty", str(args.skip_empty), "--precision", args.precision]
         res = subprocess.run(cmd, capture_output=True, text=True)
         line = [s for s in res.stdout.splitlines() if s.startswith("memory_child")]
         if res.returncode or not line:
@@ -267,13 +313,13 @@ def main(argv=None):
             raise SystemExit("error: the memory subprocess failed")
         parts = line[-1].split()
         rss, before, secs = float(parts[2]), float(parts[4]), float(parts[6])
-        print(f"memory: tfneuro 3-view inference on {mshape} in a fresh process: peak RSS "
-              f"{rss / 1000:.2f} GB (after imports + models, before inference: "
+        print(f"memory: tfneuro 3-view inference at {precision} on {mshape} in a fresh process: "
+              f"peak RSS {rss / 1000:.2f} GB (after imports + models, before inference: "
               f"{before / 1000:.2f} GB; {secs:.0f} s; batch {args.batch_size or 'auto'}; load "
-              f"{load_average()}); goal <= 2.5 GB: {'met' if rss <= 2500 else 'NOT met'}")
+              f"{load_average()}); goal <= 1.5 GB (issue 17): "
+              f"{'met' if rss <= 1500 else 'NOT met'}")
 
-    print(f"ratio tfneuro/monai: {t_tf / t_mo:.3f}")
-
+    print(ratio_lines(t_tf, t_mo, med["MONAI bfloat16 autocast"]))
 
 if __name__ == "__main__":
     main()

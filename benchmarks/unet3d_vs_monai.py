@@ -27,7 +27,15 @@ windows, with its conv FLOPs and GFLOP/s as a % of the matmul peak.
 Roofline: conv FLOPs (2 x MACs from each net's own layer shapes, x the windows it computes) /
 median time, as % of the float32 matmul peak measured in this run.
 
-Last line: ``ratio tfneuro/monai: X`` (median over ``--runs`` alternating runs).
+Precision (issue 17): tfneuro runs at ``--precision`` (default ``auto``: bfloat16 on a CPU with
+avx512_bf16 / amx_bf16, else float32) AND at float32; MONAI at float32 (its default) AND under
+``torch.autocast("cpu", dtype=torch.bfloat16)``; all in the same alternating run (a tfneuro side
+equal to the float32 one runs once). The output says what each side ran at and the CPU's
+bfloat16 flags. Last lines (medians over ``--runs`` alternating runs; checks parse them)::
+
+    ratio tfneuro/monai_bf16: X2                 tfneuro at --precision / MONAI bf16 autocast
+    ratio per conv TFLOP tfneuro/monai: X3       the same per conv TFLOP / MONAI float32's
+    ratio tfneuro/monai: X                       tfneuro at --precision / MONAI float32
 Full size (19 min on 2 cores):
   ``nohup python benchmarks/unet3d_vs_monai.py > /tmp/unet3d_vs_monai.log 2>&1 &``
 Tiny (the test): ``--shape 32,32,32 --window 16 --base_filters 2 --peak_n 256``
@@ -43,8 +51,9 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from _common import (alternate, fmt, keras_conv_macs, load_average, matmul_peak,  # noqa: E402
-                     median, mni_volume, parse_shape, profile_layers, profile_table, table,
-                     time_model_calls, torch_conv_macs, torch_softmax)
+                     median, mni_volume, parse_shape, precision_report, profile_layers,
+                     profile_table, ratio_lines, table, time_model_calls, torch_conv_macs,
+                     torch_softmax)
 
 import numpy as np  # noqa: E402
 
@@ -62,6 +71,9 @@ def main(argv=None):
     p.add_argument("--jit", type=int, default=0, help="tfneuro: model.jit_compile (XLA)")
     p.add_argument("--skip_empty", type=int, default=1, help="tfneuro: skip empty windows")
     p.add_argument("--peak_n", type=int, default=4096)
+    p.add_argument("--precision", default="auto",
+                   help="tfneuro's default side: auto | float32 | bfloat16 "
+                        "(a float32 side runs too)")
     p.add_argument("--profile", type=int, default=1,
                    help="per-block profile of tfneuro's unet3d on one batch of windows")
     args = p.parse_args(argv)
@@ -83,20 +95,33 @@ def main(argv=None):
     b = args.base_filters
     print(f"volume {shape} (ICBM152 1 mm), load {load_average()}", flush=True)
 
-    # ---- tfneuro
+    precision, report = precision_report(args.precision)
+    print(report, flush=True)
+
+    # ---- tfneuro: float32 and the default precision (a copy at bfloat16, or the same model)
+    from tfneuro.inference import model_at_precision
+
     model = unet3d(args.classes, input_shape=(None, None, None, 1), base_filters=b)
     model.jit_compile = bool(args.jit)
+    sides = {"tfneuro float32": model}
+    if precision != "float32":
+        sides[f"tfneuro {args.precision} ({precision})"] = model_at_precision(model, precision)
+    default = list(sides)[-1]
     t0 = time.perf_counter()
-    model.predict_on_batch(np.zeros((args.batch_size,) + win + (1,), np.float32))
+    for m in sides.values():
+        m.predict_on_batch(np.zeros((args.batch_size,) + win + (1,), np.float32))
     compile_s = time.perf_counter() - t0
-    clock = [0.0]
-    time_model_calls(model, clock)
+    clocks = {name: [0.0] for name in sides}
+    for name, m in sides.items():
+        time_model_calls(m, clocks[name])
 
-    def run_tfneuro():
-        out = sliding_window_predict(model, vol[..., None], window=win, overlap=args.overlap,
-                                     blend="gaussian", batch_size=args.batch_size,
-                                     skip_empty=bool(args.skip_empty))
-        assert out.shape == shape + (args.classes,)
+    def tfneuro_run(m, p):
+        def run():
+            out = sliding_window_predict(m, vol[..., None], window=win, overlap=args.overlap,
+                                         blend="gaussian", batch_size=args.batch_size,
+                                         skip_empty=bool(args.skip_empty), precision=p)
+            assert out.shape == shape + (args.classes,)
+        return run
 
     # windows tfneuro computes (same rule as sliding_window_predict)
     corners = [(x, y, z) for x in window_starts(shape[0], win[0], args.overlap)
@@ -108,7 +133,7 @@ def main(argv=None):
         corners = [c for c in corners if all(c[a] < hi[a] and c[a] + win[a] > lo[a] for a in range(3))]
     n_tf = len(corners)
 
-    # ---- MONAI
+    # ---- MONAI: float32 and bfloat16 autocast
     unet = UNet(spatial_dims=3, in_channels=1, out_channels=args.classes,
                 channels=(b, 2 * b, 4 * b, 8 * b, 16 * b), strides=(1, 2, 2, 2),
                 num_res_units=2, act="RELU", norm="BATCH").eval()
@@ -116,16 +141,21 @@ def main(argv=None):
     xt = torch.from_numpy(vol)[None, None]
     n_mo = len(dense_patch_slices(shape, win, _get_scan_interval(shape, win, 3, (args.overlap,) * 3)))
 
-    def run_monai():
-        with torch.inference_mode():
-            out = sliding_window_inference(xt, roi_size=win, sw_batch_size=args.batch_size,
-                                           predictor=net, overlap=args.overlap, mode="gaussian",
-                                           sigma_scale=0.125, progress=False)
-            assert tuple(out.shape[2:]) == shape
-            out.numpy()
+    def monai_run(bf16):
+        def run():
+            with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16,
+                                                        enabled=bf16):
+                out = sliding_window_inference(xt, roi_size=win, sw_batch_size=args.batch_size,
+                                               predictor=net, overlap=args.overlap,
+                                               mode="gaussian", sigma_scale=0.125,
+                                               progress=False)
+                assert tuple(out.shape[2:]) == shape
+                out.float().numpy()
+        return run
 
-    with torch.inference_mode():
-        net(torch.zeros((args.batch_size, 1) + win))
+    for bf16 in (False, True):
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            net(torch.zeros((args.batch_size, 1) + win))
 
     # ---- conv MACs per window (each net's own layer shapes)
     small = min(32, args.window)  # count at a small window and scale by voxels (convs are linear)
@@ -136,22 +166,25 @@ def main(argv=None):
     n_params_tf = model.count_params()
     n_params_mo = sum(q.numel() for q in unet.parameters())
 
-    print(f"timing {args.runs} alternating runs (tfneuro, monai, ...)", flush=True)
-    times = alternate({"tfneuro": run_tfneuro, "monai": run_monai}, args.runs)
-    model_share = clock[0] / sum(times["tfneuro"])
-    peak = matmul_peak(args.peak_n)
-    t_tf, t_mo = median(times["tfneuro"]), median(times["monai"])
+    runs = {name: tfneuro_run(m, "float32" if name == "tfneuro float32" else precision)
+            for name, m in sides.items()}
+    runs.update({"MONAI float32": monai_run(False), "MONAI bfloat16 autocast": monai_run(True)})
+    print(f"timing {args.runs} alternating runs ({', '.join(runs)}, ...)", flush=True)
+    times = alternate(runs, args.runs)
+    peaks = {p: matmul_peak(args.peak_n, dtype=p) for p in ("float32", "bfloat16")}
+    med = {name: median(t) for name, t in times.items()}
     gf_tf, gf_mo = 2 * mac_tf * n_tf / 1e9, 2 * mac_mo * n_mo / 1e9
-    rows = [
-        ["tfneuro unet3d + sliding_window_predict", fmt(t_tf),
-         " ".join(fmt(t) for t in times["tfneuro"]), f"{n_tf} of {n_grid}", f"{n_params_tf:,}",
-         fmt(gf_tf, 1), fmt(gf_tf / t_tf, 1), fmt(100 * gf_tf / t_tf / peak, 1),
-         fmt(1000 * t_tf / gf_tf, 2)],
-        ["MONAI UNet + sliding_window_inference", fmt(t_mo),
-         " ".join(fmt(t) for t in times["monai"]), f"{n_mo} of {n_mo}", f"{n_params_mo:,}",
-         fmt(gf_mo, 1), fmt(gf_mo / t_mo, 1), fmt(100 * gf_mo / t_mo / peak, 1),
-         fmt(1000 * t_mo / gf_mo, 2)],
-    ]
+    rows = []
+    for name in runs:
+        tf_side = name.startswith("tfneuro")
+        gf = gf_tf if tf_side else gf_mo
+        peak = peaks["float32" if name.endswith("float32") else "bfloat16"]
+        what = "unet3d + sliding_window_predict" if tf_side else "UNet + sliding_window_inference"
+        rows.append([f"{name} {what}", fmt(med[name]), " ".join(fmt(t) for t in times[name]),
+                     f"{n_tf} of {n_grid}" if tf_side else f"{n_mo} of {n_mo}",
+                     f"{n_params_tf if tf_side else n_params_mo:,}", fmt(gf, 1),
+                     fmt(gf / med[name], 1), fmt(100 * gf / med[name] / peak, 1),
+                     fmt(1000 * med[name] / gf, 2)])
     print()
     print(f"3D U-Net sliding window, volume {shape}, window {win}, overlap {args.overlap}, "
           f"gaussian, {args.classes} classes, base {b}, batch {args.batch_size}, torch threads "
@@ -159,25 +192,36 @@ def main(argv=None):
     print("MONAI UNet(channels=({0}, {1}, {2}, {3}, {4}), strides=(1, 2, 2, 2), num_res_units=2, "
           "act=RELU, norm=BATCH)".format(b, 2 * b, 4 * b, 8 * b, 16 * b))
     print(table(rows, ["side", "median s", "runs s", "windows computed", "params",
-                       "conv GFLOP", "GFLOP/s", "% matmul peak", "s per conv TFLOP"]))
+                       "conv GFLOP", "GFLOP/s", "% matmul peak (own precision)",
+                       "s per conv TFLOP"]))
     print()
-    print(f"matmul peak (float32 {args.peak_n}^2 tf.linalg.matmul, best of 5): {peak:.1f} GFLOP/s")
+    print(f"matmul peak ({args.peak_n}^2 tf.linalg.matmul, best of 5): " + ", ".join(
+        f"{k} {v:.1f} GFLOP/s" for k, v in peaks.items()))
     print(f"conv MACs per window: tfneuro {mac_tf / 1e9:.2f} G, MONAI {mac_mo / 1e9:.2f} G")
-    print(f"tfneuro trace (untimed warm-up): {compile_s:.1f} s")
-    print(f"profile: tfneuro model calls (predict_on_batch) = {100 * model_share:.1f}% of its "
-          f"inference time; the rest is window copies, blending, division")
-    print(f"time per conv FLOP ratio tfneuro/monai: {(t_tf / gf_tf) / (t_mo / gf_mo):.3f}")
-    print(f"roofline: tfneuro's conv FLOPs at 100% of the matmul peak take {gf_tf / peak:.1f} s "
-          f"-> best possible ratio on this work {gf_tf / peak / t_mo:.2f}")
+    print(f"tfneuro trace (untimed warm-up, all tfneuro sides): {compile_s:.1f} s")
+    for name in sides:
+        print(f"profile: {name} model calls (predict_on_batch) = "
+              f"{100 * clocks[name][0] / sum(times[name]):.1f}% of its inference time; the rest "
+              f"is window copies, blending, division")
+    t_tf, t_mo = med[default], med["MONAI float32"]
+    per_tflop = (t_tf / gf_tf) / (t_mo / gf_mo)
+    print(f"time per conv FLOP ratio tfneuro float32/monai float32: "
+          f"{(med['tfneuro float32'] / gf_tf) / (t_mo / gf_mo):.3f}; tfneuro {precision}/float32: "
+          f"{t_tf / med['tfneuro float32']:.3f}; MONAI bfloat16/float32: "
+          f"{med['MONAI bfloat16 autocast'] / t_mo:.3f}")
+    print(f"roofline: tfneuro's conv FLOPs at 100% of the float32 matmul peak take "
+          f"{gf_tf / peaks['float32']:.1f} s -> best possible float32 ratio on this work "
+          f"{gf_tf / peaks['float32'] / t_mo:.2f}")
     print(f"load average at end: {load_average()}")
     if args.profile:
-        prof = unet3d(args.classes, input_shape=win + (1,), base_filters=b)
+        prof = model_at_precision(unet3d(args.classes, input_shape=win + (1,), base_filters=b),
+                                  precision)
         print()
-        print(f"profile (unet3d, window {win}, batch {args.batch_size}; each block timed alone "
-              f"in a tf.function, best of 3; load {load_average()}):")
-        print(profile_table(*profile_layers(prof, args.batch_size, peak)))
-    print(f"ratio tfneuro/monai: {t_tf / t_mo:.3f}")
-
+        print(f"profile (unet3d at {precision}, window {win}, batch {args.batch_size}; each block "
+              f"timed alone in a tf.function, best of 3; % of the {precision} matmul peak; load "
+              f"{load_average()}):")
+        print(profile_table(*profile_layers(prof, args.batch_size, peaks[precision])))
+    print(ratio_lines(t_tf, t_mo, med["MONAI bfloat16 autocast"], per_tflop))
 
 if __name__ == "__main__":
     main()

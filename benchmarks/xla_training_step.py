@@ -67,9 +67,11 @@ def main(argv=None):
     args = p.parse_args(argv)
 
     import keras
+    import tensorflow as tf
 
-    print("GPU half: not available in this session (the device tool lends no GPU to this "
-          "task: status can_start_another=false); CPU only.", flush=True)
+    gpus = tf.config.list_physical_devices("GPU")
+    print(f"GPU half: not run by this script; TensorFlow sees {len(gpus)} GPU(s); the steps "
+          f"below run on {'the GPU' if gpus else 'the CPU'}.", flush=True)
     print(f"load {load_average()}", flush=True)
     rows, ratios = [], []
     wanted = [m.strip() for m in args.models.split(",") if m.strip()]

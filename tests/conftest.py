@@ -7,6 +7,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TFNEURO_PROGRESS", "0")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+# precision="auto" means float32 in tests on every machine (bfloat16 on CPUs with avx512_bf16
+# would change every numeric reference); tests of bfloat16 ask for it explicitly.
+os.environ.setdefault("TFNEURO_PRECISION", "float32")
 
 
 # --- Synthetic cohort fixtures (helper DATA; reused by other test files) ---------------------

@@ -61,7 +61,7 @@ def test_flags_define_parse_and_config():
     config = tflags.config_from_flags(fv)
     assert (config.seed, config.deterministic, config.strategy, config.xla,
             config.mixed_precision, config.resume, config.epochs, config.tensorboard) == \
-        (3, True, "mirrored", False, True, True, 5, False)
+        (3, True, "mirrored", False, "float16", True, 5, False)  # --mixed_precision: float16
 
     fv = flags.FlagValues()
     tflags.define_training_flags(flag_values=fv)

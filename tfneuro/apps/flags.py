@@ -14,8 +14,10 @@ Usage in an experiment script::
         df = aflags.cohort_from_flags(out_dir=out, modalities=("t1",))
 
 Training flags: ``--seed``, ``--deterministic``, ``--xla`` / ``--noxla`` (default: auto, on
-for GPU), ``--mixed_precision``, ``--strategy`` (default | mirrored | multi_worker),
-``--resume``, ``--epochs``, ``--batch_size``, ``--learning_rate``, ``--tensorboard``.
+for GPU), ``--mixed_precision=auto|float32|bfloat16|float16`` (``--mixed_precision`` alone is
+float16 and ``--nomixed_precision`` float32, as when it was a boolean), ``--strategy``
+(default | mirrored | multi_worker), ``--resume``, ``--epochs``, ``--batch_size``,
+``--learning_rate``, ``--tensorboard``.
 Cohort flags (:func:`define_experiment_flags`): ``--cohort`` (a cohort CSV; default: the
 built-in synthetic cohort, made in ``<out>/cohort`` from ``--synth_subjects``,
 ``--synth_spacing`` and ``--seed``), ``--out`` and ``--label_scheme``. 3D flags
@@ -32,9 +34,42 @@ from tfneuro.data.load import load_cohort
 from tfneuro.errors import InputError
 from tfneuro.io.labels import get_scheme
 from tfneuro.training.runtime import STRATEGIES, TrainingConfig
+from tfneuro.utils.precision import PRECISIONS
 
 __all__ = ["define_training_flags", "config_from_flags", "define_experiment_flags",
            "define_unet3d_flags", "seed_value", "cohort_from_flags", "patch_size_from_flags"]
+
+class _MixedPrecisionParser(flags.ArgumentParser):
+    """``auto|float32|bfloat16|float16``; the boolean words of the former boolean flag map to
+    ``float16`` (true: ``--mixed_precision``) and ``float32`` (false: ``--nomixed_precision``)."""
+
+    _WORDS = {"true": "float16", "t": "float16", "1": "float16",
+              "false": "float32", "f": "float32", "0": "float32"}
+
+    def parse(self, argument):
+        if isinstance(argument, bool):
+            return "float16" if argument else "float32"
+        text = self._WORDS.get(str(argument).strip().lower(), str(argument).strip().lower())
+        if text not in PRECISIONS:
+            raise ValueError(f"must be one of {', '.join(PRECISIONS)} (or --[no]mixed_precision), "
+                             f"got {argument!r}")
+        return text
+
+    def flag_type(self):
+        return "string"
+
+
+class _MixedPrecisionFlag(flags.Flag):
+    """A flag that takes a value (``--mixed_precision=bfloat16``) yet, like a boolean flag,
+    also stands alone (``--mixed_precision``) or negated (``--nomixed_precision``)."""
+
+    def __init__(self, name, default, help_string, **kwargs):
+        super().__init__(_MixedPrecisionParser(), flags.ArgumentSerializer(), name, default,
+                         help_string, boolean=True, **kwargs)
+
+    def _serialize(self, value):
+        return "" if value is None else f"--{self.name}={value}"
+
 
 _NAMES = ("seed", "deterministic", "xla", "mixed_precision", "strategy", "resume", "epochs",
           "batch_size", "learning_rate", "tensorboard")
@@ -63,9 +98,13 @@ def define_training_flags(*, epochs: int | None = None, batch_size: int | None =
     flags.DEFINE_boolean("xla", None, "Compile the training step with XLA (jit_compile). "
                          "Default: on when a GPU is visible, off on CPU (XLA made a 3D U-Net "
                          "forward ~5.6x slower on a 2-core CPU).", flag_values=fv)
-    flags.DEFINE_boolean("mixed_precision", False, "Train with the Keras mixed_float16 policy "
-                         "(final softmax and losses stay float32; dynamic loss scaling).",
-                         flag_values=fv)
+    flags.DEFINE_flag(_MixedPrecisionFlag(
+        "mixed_precision", "float32", "Compute precision of training: auto (bfloat16 where the "
+        "CPU (avx512_bf16 / amx_bf16) or GPU has it natively, else float32), float32, bfloat16 "
+        "(mixed_bfloat16) or float16 (mixed_float16, dynamic loss scaling). Give it as "
+        "--mixed_precision=VALUE; --mixed_precision alone means float16 and "
+        "--nomixed_precision float32. Weights, final softmax and losses stay float32."),
+        flag_values=fv)
     flags.DEFINE_enum("strategy", "default", list(STRATEGIES), "tf.distribute strategy: "
                       "default (one device), mirrored (all local GPUs), multi_worker "
                       "(MultiWorkerMirroredStrategy; cluster from the TF_CONFIG env var).",

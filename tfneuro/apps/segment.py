@@ -32,6 +32,7 @@ from tfneuro.export.metadata import ExportMetadata, read_metadata
 from tfneuro.inference import memory
 from tfneuro.io import check_same_grid, conform, deconform, load_volume, plan_conform
 from tfneuro.utils.atomic import atomic_path
+from tfneuro.utils.precision import check_precision
 from tfneuro.utils.progress import progress
 
 __all__ = ["Segmenter", "load_segmenter", "SegmentationResult", "load_images",
@@ -77,29 +78,39 @@ class Segmenter:
         return out["labels"].numpy(), out["probabilities"].numpy()
 
 
-def load_segmenter(path, *, unsafe: bool = False, **export_overrides) -> Segmenter:
+def load_segmenter(path, *, unsafe: bool = False, precision: str = "auto",
+                   **export_overrides) -> Segmenter:
     """Load a SavedModel directory (from :func:`tfneuro.export.export_model`) or a ``.keras``
     file.
 
     Args:
         path: SavedModel directory or ``.keras`` file.
         unsafe: allow ``.keras`` files with arbitrary Python code (``safe_mode=False``).
+        precision: ``"auto"``, ``"float32"``, ``"bfloat16"`` or ``"float16"``
+            (:mod:`tfneuro.utils.precision`). A ``.keras`` model runs at it; a SavedModel
+            runs at the precision it was exported at (its metadata), and asking for another
+            one is an error (re-export it with that precision).
         **export_overrides: for ``.keras`` files: the :class:`tfneuro.export.ExportOptions`
             that a SavedModel stores (``label_scheme``, ``spacing``, ``normalization``, ...).
 
     Raises:
-        InputError: missing path, not a model, a Lambda layer without ``unsafe``.
+        InputError: missing path, not a model, a Lambda layer without ``unsafe``, an unknown
+            precision or one a SavedModel was not exported at.
     """
     import tensorflow as tf
 
     from tfneuro.export import build_module
     from tfneuro.training.saving import load_keras_model
 
+    check_precision(precision)
     path = os.fspath(path)
     if os.path.isdir(path):
         if not os.path.isfile(os.path.join(path, "saved_model.pb")):
             raise InputError(path, "not a SavedModel directory (no saved_model.pb)")
         meta = read_metadata(path)
+        if precision not in ("auto", meta.precision):
+            raise InputError("precision", f"{path} was exported at {meta.precision}; re-export "
+                                          f"it with precision {precision} to run at {precision}")
         try:
             loaded = tf.saved_model.load(path)
         except Exception as e:  # noqa: BLE001 - corrupt or incompatible SavedModel
@@ -111,7 +122,8 @@ def load_segmenter(path, *, unsafe: bool = False, **export_overrides) -> Segment
         raise InputError(path, "model not found")
     if not path.endswith(".keras"):
         raise InputError(path, "model must be a SavedModel directory or a .keras file")
-    module = build_module(load_keras_model(path, unsafe=unsafe), **export_overrides)
+    module = build_module(load_keras_model(path, unsafe=unsafe), precision=precision,
+                          **export_overrides)
     if not hasattr(module, "segment_volume"):
         raise InputError(path, f"model {module.meta.model_name!r} is not a segmentation model")
     return Segmenter(path, module.meta, module.segment_volume, models=module.models,

@@ -96,6 +96,9 @@ class ExportMetadata:
         window, overlap, blend, sigma_scale: 3D sliding window.
         model_spec: the :class:`~tfneuro.models.ModelSpec` config of the (first) model, or
             ``None`` for a model no registered builder made.
+        precision: what the graph computes the model in (``"float32"``, ``"bfloat16"``,
+            ``"float16"``; exports written before it was recorded read as ``"float32"``).
+        batch_norm_folded: how many batch norms the graph folded into their convolutions.
         tfneuro_version, tensorflow_version, keras_version: versions that wrote it.
         format, format_version: :data:`FORMAT`, :data:`FORMAT_VERSION`.
     """
@@ -124,6 +127,8 @@ class ExportMetadata:
     blend: str | None = None
     sigma_scale: float | None = None
     model_spec: dict | None = None
+    precision: str = "float32"
+    batch_norm_folded: int = 0
     tfneuro_version: str = ""
     tensorflow_version: str = ""
     keras_version: str = ""

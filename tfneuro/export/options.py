@@ -18,10 +18,12 @@ import tensorflow as tf
 
 import tfneuro
 from tfneuro.errors import InputError
+from tfneuro.export.fold import serving_copy
 from tfneuro.export.metadata import ConformSpec, ExportMetadata, Normalization, ViewInfo
 from tfneuro.inference.slices import view_weights as normalized_view_weights
 from tfneuro.io.views import VIEW_AXES
 from tfneuro.models.registry import input_kind_of, spec_of
+from tfneuro.utils.precision import resolve_precision
 
 __all__ = ["ExportOptions", "export_options", "build_metadata"]
 
@@ -60,6 +62,13 @@ class ExportOptions:
         skip_empty: 2D: predict only slices inside the nonzero bounding box.
         sigma_scale: 3D Gaussian sigma as a fraction of the window.
         conform_multiple: the ``multiple`` stored for :func:`tfneuro.io.conform`.
+        precision: ``"auto"`` (default), ``"float32"``, ``"bfloat16"`` or ``"float16"``: what
+            the exported graph computes the model in (:mod:`tfneuro.utils.precision`);
+            ``"auto"`` is decided on the machine that EXPORTS (bfloat16 where it is native
+            there) and the result is stored in the metadata. Normalisation, softmax, view
+            aggregation, window blending and argmax are float32 in every case.
+        fold_batch_norm: fold each batch norm into the convolution before it in the exported
+            graph (:mod:`tfneuro.export.fold`; same outputs within float32 round-off).
     """
 
     model_name: str | None = None
@@ -80,6 +89,8 @@ class ExportOptions:
     skip_empty: bool = True
     sigma_scale: float = 0.125
     conform_multiple: int = 16
+    precision: str = "auto"
+    fold_batch_norm: bool = True
 
 
 def export_options(options: ExportOptions | None = None, **overrides) -> ExportOptions:
@@ -197,13 +208,27 @@ def _layout_3d(model, task, o: ExportOptions) -> dict:
             "sigma_scale": float(o.sigma_scale), "batch_size": int(o.batch_size or 1)}
 
 
+def _serving_models(models: dict, precision: str, fold: bool) -> tuple[dict, int]:
+    """``({key: serving copy}, batch norms folded)``; views sharing one model share one copy."""
+    copies, served = {}, {}
+    for key, m in models.items():
+        if id(m) not in copies:
+            copies[id(m)] = serving_copy(m, precision, fold)
+        served[key] = copies[id(m)][0]
+    return served, sum(n for _, n in copies.values())
+
+
 def build_metadata(model_or_views, options: ExportOptions) -> tuple[dict, ExportMetadata]:
-    """Check ``options`` against the model(s); return ``({view or "model": model}, metadata)``.
+    """Check ``options`` against the model(s); return ``({view or "model": model to serve},
+    metadata)``. The models to serve are copies (:func:`tfneuro.export.fold.serving_copy`):
+    batch norms folded (``fold_batch_norm``), layers at the resolved ``precision``; the
+    caller's models are not changed.
 
     Raises:
         InputError: naming the option (or model) that does not fit.
     """
     o = options
+    precision = resolve_precision(o.precision)
     models = _as_models(model_or_views)
     first = next(iter(models.values()))
     found = spec_of(first)
@@ -233,6 +258,7 @@ def build_metadata(model_or_views, options: ExportOptions) -> tuple[dict, Export
     if len(mods) != num_channels:
         raise InputError("modalities", f"the model takes {num_channels} channel(s), got {list(mods)}")
     layout = _layout_2d(models, kinds, o) if ndim == 2 else _layout_3d(first, task, o)
+    served, folded = _serving_models(models, precision, bool(o.fold_batch_norm))
     meta = ExportMetadata(
         model_name=o.model_name or first.name, model_names={v: m.name for v, m in models.items()},
         task=task, ndim=ndim, input_kind=kind, num_classes=num_classes,
@@ -242,5 +268,6 @@ def build_metadata(model_or_views, options: ExportOptions) -> tuple[dict, Export
         histogram_equalization=hist, histogram_equalization_auto=hist_auto, channel_mean=mean,
         skip_empty=bool(o.skip_empty), model_spec=None if found is None else found.to_config(),
         tfneuro_version=tfneuro.__version__, tensorflow_version=tf.__version__,
-        keras_version=keras.__version__, **layout)
-    return models, meta
+        keras_version=keras.__version__, precision=precision,
+        batch_norm_folded=folded, **layout)
+    return served, meta

@@ -23,6 +23,13 @@ loaded object (``loaded.metadata_json``,
 ``loaded.spacing``, ``loaded.orientation``, ``loaded.label_names``, ``loaded.model_name``,
 ``loaded.tfneuro_version``, ``loaded.num_classes``, ``loaded.num_channels``).
 
+Precision and batch norm (issue 17): the module serves COPIES of the models
+(:func:`~tfneuro.export.options.build_metadata`) whose batch norms are folded into the
+convolutions before them (:mod:`.fold`) and whose layers compute at the export's precision
+(``precision``, :mod:`tfneuro.inference.precision`); the graph casts the volume and the model
+outputs to float32, so normalisation, view aggregation, window blending and argmax are float32.
+The metadata records ``precision`` and ``batch_norm_folded``.
+
 The functions keep no state between calls (no variables are written), so a loaded signature
 may be called from several threads at once.
 """

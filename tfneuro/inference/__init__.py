@@ -23,6 +23,9 @@ _EXPORTS = {
     "sliding_window_predict": "sliding_window",
     # volume.py: any segmentation model (2D views or 3D window) over a whole volume
     "predict_volume": "volume",
+    # precision.py: a model at float32 / bfloat16 / float16 (a copy; the model is not changed)
+    "model_at_precision": "precision",
+    "model_precision": "precision",
     # memory.py: peak-memory estimates and the budget check before whole-volume inference
     "MemoryBudgetError": "memory",
     "check_memory": "memory",

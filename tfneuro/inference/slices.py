@@ -35,8 +35,10 @@ from __future__ import annotations
 import numpy as np
 
 from tfneuro.errors import InputError
+from tfneuro.inference.precision import model_at_precision
 from tfneuro.io.views import VIEW_AXES, view_axis
 from tfneuro.models.registry import input_kind_of
+from tfneuro.utils.precision import resolve_precision
 
 __all__ = ["VIEW_AXES", "predict_slices", "predict_volume_views", "nonzero_slice_range",
            "rgb_slice_stack", "view_weights", "FASTSURFER_WEIGHTS"]
@@ -155,7 +157,7 @@ def _iter_slice_batches(model, vol, axis, batch_size, kind, start, stop):
         out = model.predict_on_batch(_batch_input(moved, lo, hi, kind))
         if isinstance(out, (list, tuple)):  # deep-supervision style models: full resolution first
             out = out[0]
-        yield lo, hi, np.asarray(out)
+        yield lo, hi, np.asarray(out, dtype=np.float32)
 
 
 def _check_batch_size(batch_size):
@@ -169,7 +171,8 @@ def _check_batch_size(batch_size):
 def predict_slices(model, volume, axis, *, batch_size: int | None = None,
                    input_kind: str | None = None, skip_empty: bool = True, num_classes: int | None = None,
                    out: np.ndarray | None = None, weight: float = 1.0,
-                   labels_out: np.ndarray | None = None, memory_budget=None) -> np.ndarray:
+                   labels_out: np.ndarray | None = None, memory_budget=None,
+                   precision: str = "auto") -> np.ndarray:
     """Slice-wise prediction of a whole volume along one axis.
 
     Args:
@@ -193,10 +196,15 @@ def predict_slices(model, volume, axis, *, batch_size: int | None = None,
         memory_budget: peak-memory budget checked before any model call
             (:mod:`tfneuro.inference.memory`; default ``$TFNEURO_MEMORY_BUDGET`` or 80 % of
             available RAM; ``"off"`` disables). Raises ``MemoryBudgetError`` when exceeded.
+        precision: ``"auto"`` (bfloat16 where the hardware has it natively, else float32),
+            ``"float32"``, ``"bfloat16"`` or ``"float16"``: what the model computes in
+            (:mod:`tfneuro.inference.precision`; ``model`` itself is not changed). The
+            probabilities, their accumulation and the argmax are float32 at every precision.
 
     Returns:
         ``[X, Y, Z, K]`` float32 probabilities (``out`` itself when given).
     """
+    precision = resolve_precision(precision)
     in_dtype = getattr(volume, "dtype", np.float64)
     vol = _check_volume(volume)
     axis = view_axis(axis)
@@ -222,6 +230,7 @@ def predict_slices(model, volume, axis, *, batch_size: int | None = None,
     out_m = np.moveaxis(out, axis, 0)
     lab_m = None if labels_out is None else np.moveaxis(labels_out, axis, 0)
     start, stop = _slice_range(vol, axis, skip_empty)
+    model = model_at_precision(model, precision)
     # background outside the predicted slab
     out_m[:start, ..., 0] += weight
     out_m[stop:, ..., 0] += weight
@@ -241,7 +250,7 @@ def predict_slices(model, volume, axis, *, batch_size: int | None = None,
 def predict_volume_views(models: dict, volume, *, weights: dict | None = None,
                          return_uncertainty: bool = False, batch_size: int | None = None,
                          input_kind: str | dict | None = None, skip_empty: bool = True,
-                         memory_budget=None):
+                         memory_budget=None, precision: str = "auto"):
     """View aggregation: weighted mean of per-view probability volumes.
 
     InfiNet (paper 003, section 2.2): "the generated volume-level probability maps are
@@ -265,6 +274,8 @@ def predict_volume_views(models: dict, volume, *, weights: dict | None = None,
         skip_empty: skip slices outside the volume's nonzero bounding box.
         memory_budget: as :func:`predict_slices` (checked once, for all views, before any
             model call).
+        precision: as :func:`predict_slices` (decided once for all views; the weighted mean
+            of the views is float32).
 
     Returns:
         ``probs`` float32 ``[X, Y, Z, K]``, or ``(probs, uncertainty float32 [X, Y, Z])``.
@@ -272,6 +283,7 @@ def predict_volume_views(models: dict, volume, *, weights: dict | None = None,
     if not isinstance(models, dict) or not models:
         raise InputError("models", "must be a non-empty dict {view name: model}")
     weights = view_weights(list(models), weights, source="models")
+    precision = resolve_precision(precision)
     in_dtype = getattr(volume, "dtype", np.float64)
     vol = _check_volume(volume)
     batch_size = _check_batch_size(batch_size)
@@ -301,7 +313,8 @@ def predict_volume_views(models: dict, volume, *, weights: dict | None = None,
             view_labels[view] = (lab, w)
         predict_slices(model, vol, VIEW_AXES[view], batch_size=batch_size,
                        input_kind=kinds[view], skip_empty=skip_empty, num_classes=k,
-                       out=probs, weight=w, labels_out=lab, memory_budget="off")
+                       out=probs, weight=w, labels_out=lab, memory_budget="off",
+                       precision=precision)
     if not return_uncertainty:
         return probs
     agg = np.argmax(probs, axis=-1)

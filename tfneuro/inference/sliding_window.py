@@ -46,6 +46,8 @@ import numpy as np
 from tfneuro.data.patches import nonempty_mask
 from tfneuro.errors import InputError
 from tfneuro.inference import memory
+from tfneuro.inference.precision import model_at_precision
+from tfneuro.utils.precision import resolve_precision
 from tfneuro.utils.progress import progress
 
 _BLENDS = ("gaussian", "constant")
@@ -116,7 +118,8 @@ def _select_output(pred, output_key):
 
 def sliding_window_predict(model, volume, window=(96, 96, 96), overlap=0.5, blend="gaussian",
                            batch_size=1, skip_empty=True, sigma_scale=0.125,
-                           output_key="segmentation", num_classes=None, memory_budget=None):
+                           output_key="segmentation", num_classes=None, memory_budget=None,
+                           precision="auto"):
     """Predict a whole volume with a 3D model by blended sliding windows.
 
     Args:
@@ -137,6 +140,10 @@ def sliding_window_predict(model, volume, window=(96, 96, 96), overlap=0.5, blen
         memory_budget: peak-memory budget checked before any work
             (:mod:`tfneuro.inference.memory`; default ``$TFNEURO_MEMORY_BUDGET`` or 80 % of
             available RAM; ``"off"`` disables). Raises ``MemoryBudgetError`` when exceeded.
+        precision: ``"auto"`` (bfloat16 where the hardware has it natively, else float32),
+            ``"float32"``, ``"bfloat16"`` or ``"float16"``: what the model computes in
+            (:mod:`tfneuro.inference.precision`; ``model`` itself is not changed). The
+            window probabilities are blended in float32 at every precision.
 
     Returns:
         float32 array ``[X, Y, Z, K]``: blended probabilities (see the module docstring for
@@ -144,6 +151,7 @@ def sliding_window_predict(model, volume, window=(96, 96, 96), overlap=0.5, blen
     """
     volume, window, batch_size = _check_args(volume, window, overlap, blend, batch_size,
                                              sigma_scale)
+    precision = resolve_precision(precision)
 
     def _estimate():
         k = int(num_classes or _static_classes(model) or 2)
@@ -162,6 +170,8 @@ def sliding_window_predict(model, volume, window=(96, 96, 96), overlap=0.5, blen
         pad = [(b, p - s - b) for b, p, s in zip(before, padded, shape)] + [(0, 0)]
         vol = np.pad(volume, pad, mode="constant")
     corners = _corners(vol, window, overlap, skip_empty)
+    if corners:
+        model = model_at_precision(model, precision)
     out, weight = _accumulate(model, vol, corners, window, batch_size,
                               importance_map(window, blend, sigma_scale), output_key)
     if out is None:  # every window skipped: all background

@@ -19,7 +19,7 @@ def model_ndim(model) -> int:
 
 
 def predict_volume(model, x: np.ndarray, *, views=None, window=(96, 96, 96),
-                   batch_size: int | None = None) -> np.ndarray:
+                   batch_size: int | None = None, precision: str = "auto") -> np.ndarray:
     """Class probabilities ``[X, Y, Z, K]`` of one volume ``x [X, Y, Z, C]``.
 
     Args:
@@ -31,11 +31,13 @@ def predict_volume(model, x: np.ndarray, *, views=None, window=(96, 96, 96),
         window: 3D sliding window size; an axis of the volume smaller than the window gets a
             window of the volume's size rounded up to 16.
         batch_size: slices per call (2D; None: automatic from the slice size).
+        precision: ``"auto"``, ``"float32"``, ``"bfloat16"`` or ``"float16"`` (as
+            :func:`tfneuro.inference.predict_slices`).
     """
     if isinstance(model, dict):
-        return predict_volume_views(model, x, batch_size=batch_size)
+        return predict_volume_views(model, x, batch_size=batch_size, precision=precision)
     if model_ndim(model) == 2:
         return predict_volume_views({v: model for v in (views or ["axial"])}, x,
-                                    batch_size=batch_size)
+                                    batch_size=batch_size, precision=precision)
     win = tuple(min(int(w), int(-(-s // 16) * 16)) for w, s in zip(window, x.shape[:3]))
-    return sliding_window_predict(model, x, window=win)
+    return sliding_window_predict(model, x, window=win, precision=precision)

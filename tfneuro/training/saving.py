@@ -25,7 +25,7 @@ from tfneuro.models import _common, registry
 from tfneuro.training import recipes, schedules  # noqa: F401  (register SGDL2, the schedules)
 from tfneuro.utils.atomic import atomic_path
 
-__all__ = ["register_serializables", "load_keras_model", "save_keras_model"]
+__all__ = ["register_serializables", "load_keras_model", "save_keras_model", "copy_model"]
 
 
 def register_serializables() -> dict:
@@ -65,9 +65,27 @@ def save_keras_model(model, path, *, compiled: bool = True) -> str:
     """
     path = os.fspath(path)
     if not compiled:
-        clone = model.__class__.from_config(model.get_config())
-        clone.set_weights(model.get_weights())
-        model = clone
+        model = copy_model(model)
     with atomic_path(path) as tmp:
         model.save(tmp)
     return path
+
+
+def copy_model(model):
+    """An uncompiled copy of ``model`` with its own variables holding the same values: rebuilt
+    from the config (so a :class:`~tfneuro.models.RegisteredModel` keeps its registry name and
+    multiple, and custom layers are rebuilt by their own ``from_config``), then
+    ``set_weights``. The copy's layers may be changed (precision, folding) without touching
+    ``model``.
+
+    Safe mode is off for the copy: ``model`` is already in memory, so whatever Python it
+    carries (a ``Lambda`` of a model loaded with ``--unsafe``) was accepted when it was
+    loaded; refusing it again would only make such a model impossible to copy.
+    """
+    data = dict(keras.saving.serialize_keras_object(model))
+    data.pop("compile_config", None)
+    cls = type(model)
+    custom = {cls.__name__: cls, data.get("registered_name") or cls.__name__: cls}
+    clone = keras.saving.deserialize_keras_object(data, custom_objects=custom, safe_mode=False)
+    clone.set_weights(model.get_weights())
+    return clone

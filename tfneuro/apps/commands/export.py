@@ -23,6 +23,7 @@ import os
 from absl import flags
 
 from tfneuro.errors import InputError
+from tfneuro.utils.precision import PRECISIONS
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model", None, ".keras file, or a .weights.h5 checkpoint with --architecture.")
@@ -47,6 +48,10 @@ flags.DEFINE_list("window", ["96", "96", "96"], "3D sliding window.")
 flags.DEFINE_float("overlap", 0.5, "3D sliding-window overlap.")
 flags.DEFINE_integer("batch_size", None, "Slices (2D) or windows (3D) per model call.")
 flags.DEFINE_list("modalities", None, "Names of the input channels (default t1 / t1,t2).")
+flags.DEFINE_enum("precision", "auto", list(PRECISIONS),
+                  "Compute precision of the exported graph: auto = bfloat16 if THIS machine's "
+                  "CPU/GPU has it natively, else float32 (stored in the metadata).")
+flags.DEFINE_bool("fold_batch_norm", True, "Fold each batch norm into the convolution before it.")
 flags.DEFINE_bool("unsafe", False, "Allow .keras files containing arbitrary Python (Lambda layers).")
 
 
@@ -121,8 +126,10 @@ def main(argv):
         channel_mean=_floats(FLAGS.channel_mean, "--channel_mean") if FLAGS.channel_mean else None,
         view_weights=weights, views=FLAGS.slice_views,
         window=[int(w) for w in _floats(FLAGS.window, "--window")], overlap=FLAGS.overlap,
-        batch_size=FLAGS.batch_size, modalities=FLAGS.modalities)
+        batch_size=FLAGS.batch_size, modalities=FLAGS.modalities, precision=FLAGS.precision,
+        fold_batch_norm=FLAGS.fold_batch_norm)
     print(f"wrote {FLAGS.out}: {meta.model_name} ({meta.ndim}D, {meta.num_classes} classes "
           f"{list(meta.label_names or [])}, conform {meta.conform.conform_spacing} mm "
-          f"{meta.conform.orientation})")
+          f"{meta.conform.orientation}, {meta.precision}, {meta.batch_norm_folded} batch norm(s) "
+          f"folded)")
 

@@ -37,6 +37,7 @@ from absl import flags
 
 from tfneuro.apps import checks, segment
 from tfneuro.errors import InputError
+from tfneuro.utils.precision import PRECISIONS
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model", None, "SavedModel directory (from tfneuro export) or .keras file.")
@@ -58,6 +59,9 @@ flags.DEFINE_bool("save_probabilities", False, "Batch mode: also write <subject>
 flags.DEFINE_bool("save_qc", False, "Batch mode: also write <subject>_qc.png.")
 flags.DEFINE_string("memory_budget", None, "Peak-memory budget per subject: bytes, '8GB', a fraction "
                     "of available RAM ('0.5') or 'off' (default: $TFNEURO_MEMORY_BUDGET or 80%).")
+flags.DEFINE_enum("precision", "auto", list(PRECISIONS),
+                  "Compute precision: auto (bfloat16 where the CPU/GPU has it natively, else "
+                  "float32). A SavedModel runs at its exported precision; another is an error.")
 flags.DEFINE_bool("unsafe", False, "Allow .keras models containing arbitrary Python (Lambda layers).")
 flags.DEFINE_string("label_scheme", "tissue4", ".keras models only: label scheme of the model's classes.")
 flags.DEFINE_float("spacing", 1.0, ".keras models only: conform spacing in mm.")
@@ -69,7 +73,7 @@ flags.DEFINE_string("normalization", None, ".keras models only: zscore | minmax 
 def _segmenter():
     if not FLAGS.model:
         raise InputError("--model", "is required")
-    return segment.load_segmenter(FLAGS.model, unsafe=FLAGS.unsafe,
+    return segment.load_segmenter(FLAGS.model, unsafe=FLAGS.unsafe, precision=FLAGS.precision,
                                   label_scheme=FLAGS.label_scheme, spacing=FLAGS.spacing,
                                   orientation=FLAGS.orientation,
                                   normalization=FLAGS.normalization)
