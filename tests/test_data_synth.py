@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scipy import ndimage, stats
+from scipy import ndimage
 
 from tfneuro.data import synth
 from tfneuro.errors import InputError
