@@ -94,7 +94,7 @@ def test_quickstart_tiny(tmp_path):
     and before the export stopped padding the scan to 16 (the padding shifted the in-graph
     z-score) the SavedModel scored 0.5981 against the same network's 0.6707 in memory."""
     out, sm = tmp_path / "qs", tmp_path / "sm"
-    stdout = ok(run("quickstart.py", "--out", out, "--saved_model", sm, *TINY_QS))
+    stdout = ok(run("quickstart.py", "--out", out, "--saved_model", sm, *TINY_QS, timeout=1800))
     last = stdout.strip().splitlines()[-4:]
     vals = [re.fullmatch(pat, line) for pat, line in zip(LAST4, last)]
     assert all(vals), last
@@ -231,8 +231,9 @@ def test_finetune_quicknat(pretrained, tmp_path, synth_cohort_csv):
     """Two-stage fine-tuning learns: the left-out 4-month subject (fold 1 of a copy of the
     cohort that lists it first) scores >= 0.1 above an atlas of the other three subjects'
     reference labels (tfneuro.evaluation.baselines.atlas_baseline, about 0.44; the fine-tuned
-    network about 0.60). The LR sweep, the results and the confusion matrix are checked
-    against counts made here.
+    network about 0.60). The results and the confusion matrix are checked against counts made
+    here. One rate (``--learning_rate``: no sweep, which costs a fine-tuning per rate; the
+    sweep itself is tested in test_training_recipes.py).
 
     Seen failing: with the pre-trained model's BatchNormalization momentum at Keras' 0.99
     (mean Dice 0.21) and with ``--rates 0,0`` (0.19)."""
@@ -240,19 +241,18 @@ def test_finetune_quicknat(pretrained, tmp_path, synth_cohort_csv):
                                 lambda d: d.iloc[[1, 0, 2, 3]].reset_index(drop=True))
     out = tmp_path / "ft"
     stdout = ok(run("finetune_quicknat.py", "--cohort", four, "--out", out,
-                    "--pretrained", pretrained[0] / "quicknat_axial.keras", "--rates", "1e-3,3e-3",
-                    "--stage1_epochs", 1, "--epochs", 4, "--batch_size", 4, "--folds", 1,
-                    "--notensorboard", "--nodistances"))
+                    "--pretrained", pretrained[0] / "quicknat_axial.keras", "--learning_rate",
+                    3e-3, "--stage1_epochs", 1, "--epochs", 4, "--batch_size", 4, "--folds", 1,
+                    "--notensorboard", "--nodistances", timeout=1800))
     sweep = pd.read_csv(out / "lr_sweep.csv")
-    assert sorted(sweep["learning_rate"]) == [1e-3, 3e-3] and sweep["best"].sum() == 1
+    assert list(sweep["learning_rate"]) == [3e-3] and list(sweep["best"]) == [True]
     res = pd.read_csv(out / "results.csv")
     cohort = cohort_csv(four)
     left = cohort["subject"][0]
     assert cohort["age_months"][0] == 4.0
     assert list(res["fold"].unique()) == [1] and set(res["subject"]) == {left}
     assert list(res["name"]) == ["CSF", "GM", "WM"]
-    assert res["learning_rate"].nunique() == 1
-    assert res["learning_rate"].iloc[0] == sweep.loc[sweep["best"], "learning_rate"].iloc[0]
+    assert list(res["learning_rate"]) == [3e-3] * 3
     # the learning floor
     from tfneuro.evaluation.baselines import atlas_baseline
 
