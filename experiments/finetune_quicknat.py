@@ -5,9 +5,9 @@ leave-one-out cross-validation.
         --view axial --out runs/quicknat_ft [--cohort manual_labels.csv]
 
 Paper 001 (001_4781efe3c87e8969.txt sections 3.2-3.3): the classifier of the pre-trained
-network is replaced for the new label set (``tfneuro.training.replace_classifier``), stage I
-trains only the classifier (15 epochs), stage II trains every layer (50 epochs)
-(``tfneuro.training.fit_two_stage``); the learning rate is chosen from a sweep by validation
+network is replaced for the new label set, stage I trains only the classifier (15 epochs),
+stage II trains every layer (50 epochs) (``tfneuro.training.finetune_two_stage``, shared with
+the quick start); the learning rate is chosen from a sweep by validation
 accuracy (``tfneuro.training.lr_sweep``); results are per-label Dice and precision
 (paper 001 eq. 1-2) under leave-one-out cross-validation, and a confusion matrix.
 
@@ -16,6 +16,10 @@ Protocol here: the LR sweep runs ONCE, before cross-validation, training on the 
 subject). Then each of the (first ``--folds``) labelled subjects is left out in turn: the
 model is fine-tuned from the pre-trained weights at the chosen rate on all other subjects and
 evaluated on the left-out one.
+
+Defaults are paper 001's: T2 slices (section 2.1: "we only used T2w structural scans") of the
+axial view (section 2.2), Adam, batch 8. The pre-trained model must take the same channels
+(train_quicknat.py also defaults to T2 and axial).
 
 Outputs in OUT: ``lr_sweep.csv``, ``results.csv`` (fold, subject, class, Dice, precision,
 HD95, MSD), ``per_label.csv`` (mean/SD over folds), ``confusion_matrix.csv`` and
@@ -41,7 +45,7 @@ flags.DEFINE_string("pretrained", None, "Pre-trained 2D model (.keras, e.g. from
                     "train_quicknat.py). Loaded in safe mode.")
 flags.DEFINE_bool("unsafe", False, "Allow .keras models with arbitrary Python (Lambda layers).")
 flags.DEFINE_enum("view", "axial", ["axial", "coronal", "sagittal"], "View the model segments.")
-flags.DEFINE_list("modalities", ["t1"], "Cohort image columns used as channels.")
+flags.DEFINE_list("modalities", ["t2"], "Cohort image columns used as channels (paper 001: T2).")
 flags.DEFINE_integer("stage1_epochs", 15, "Stage I epochs: classifier only (paper 001: 15).",
                      lower_bound=1)
 flags.DEFINE_list("rates", None, "Learning rates of the sweep (default: tfneuro.training."
@@ -129,39 +133,28 @@ def main(argv):
             raise InputError(df.attrs.get("source", "cohort"), "the LR sweep needs train and val "
                              "subjects (or give --learning_rate)")
 
-    import keras
     import numpy as np
     import pandas as pd
 
-    from tfneuro.data import slice_dataset
     from tfneuro.data.cohort import select_split
     from tfneuro.metrics import confusion_matrix
-    from tfneuro.training.loop import epoch_seed
     from tfneuro.training.recipes import lr_sweep
     from tfneuro.training.runtime import setup_runtime
-    from tfneuro.training.transfer import fit_two_stage, replace_classifier
 
     strategy = setup_runtime(config)
     pad_to = cohorts.cohort_shape(df, mods[0], multiple=16)
     k = len(names)
 
     def finetune(train_df, rate, run_dir):
-        def train_ds(epoch):
-            return slice_dataset(train_df, axis=FLAGS.view, modalities=mods, scheme=scheme,
-                                 pad_to=pad_to, drop_empty=True, batch_size=FLAGS.batch_size,
-                                 seed=epoch_seed(seed, epoch))
-
-        with strategy.scope():
-            model = replace_classifier(training.load_keras_model(FLAGS.pretrained, unsafe=FLAGS.unsafe), k)
-
-        def compile_fn(m, stage):
-            m.compile(optimizer=keras.optimizers.Adam(rate), loss=training.segmentation_loss(m),
-                      **config.compile_kwargs())
-
-        fit_two_stage(model, compile_fn, train_ds, out_dir=run_dir,
-                      stage1_epochs=FLAGS.stage1_epochs, stage2_epochs=FLAGS.epochs,
-                      resume=FLAGS.resume, seed=seed, steps_per_epoch=FLAGS.steps_per_epoch,
-                      tensorboard=FLAGS.tensorboard, strategy=strategy)
+        train_ds = training.slice_train_fn(train_df, view=FLAGS.view, modalities=mods,
+                                           scheme=scheme, pad_to=pad_to,
+                                           batch_size=FLAGS.batch_size, seed=seed)
+        model, _ = training.finetune_two_stage(
+            pre, k, train_ds, learning_rate=rate, out_dir=run_dir,
+            stage1_epochs=FLAGS.stage1_epochs, stage2_epochs=FLAGS.epochs,
+            compile_kwargs=config.compile_kwargs(), resume=FLAGS.resume, seed=seed,
+            steps_per_epoch=FLAGS.steps_per_epoch, tensorboard=FLAGS.tensorboard,
+            strategy=strategy)
         return model
 
     if rates is not None:

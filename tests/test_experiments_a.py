@@ -7,7 +7,9 @@ Values are checked against numbers computed here from the written files (Dice by
 definition, volumes from voxel counts), not against the scripts' own code. AgeU-Net (paper 002)
 also has a learning floor (issue 15, tests/floors.py)."""
 
+import json
 import os
+import re
 import subprocess
 import sys
 
@@ -66,42 +68,89 @@ def write_cohort_variant(src_csv, dst_dir, change):
 
 
 # ----------------------------------------------------------------------------- quickstart
+#: A problem the quick start's networks learn in seconds: 4 mm, 2 labelled subjects (12 and 30
+#: months), 2 auxiliary ones, 2 held out (7.5 months, isointense, and 20 months), 8 filters.
+TINY_QS = ["--spacing", 4, "--aux_subjects", 2, "--labelled_ages", "12,30", "--test_ages",
+           "7.5,20", "--filters", 8, "--batch_size", 4, "--pretrain_epochs", 2,
+           "--pretrain_learning_rate", 3e-3, "--stage1_epochs", 1, "--epochs", 6,
+           "--learning_rate", 3e-3, "--notensorboard"]
+LAST4 = [r"baseline intensity mean Dice: (\d\.\d{4})",
+         r"isointense subjects: mean Dice (\d\.\d{4}) vs intensity baseline (\d\.\d{4})",
+         r"transfer vs scratch mean Dice: (\d\.\d{4}) vs (\d\.\d{4})",
+         r"mean Dice: (\d\.\d{4})"]
+#: How far above its own atlas baseline (about 0.42 here) a network must end: an untrained
+#: QuickNAT scores about 0.2-0.3 on this split.
+FLOOR_OVER_ATLAS = 0.15
+
+
 def test_quickstart_tiny(tmp_path):
+    """The tiny quick start learns: the SavedModel's mean Dice (the last line), the transfer
+    and the scratch network each end >= 0.15 above the atlas baseline the run fits on the same
+    labelled subjects, and the four last lines match the numbers recomputed here from the
+    written label files and results.csv.
+
+    Seen failing: with the training labels shuffled voxel by voxel (a permutation inside
+    ``tfneuro.data.slices.slice_dataset``'s ``_cut``) X was 0.2626 against the atlas's 0.4209;
+    with ``--learning_rate 0 --pretrain_learning_rate 0`` (untrained networks) X was 0.2121;
+    and before the export stopped padding the scan to 16 (the padding shifted the in-graph
+    z-score) the SavedModel scored 0.5981 against the same network's 0.6707 in memory."""
     out, sm = tmp_path / "qs", tmp_path / "sm"
-    stdout = ok(run("quickstart.py", "--out", out, "--saved_model", sm, "--subjects", 3,
-                    "--spacing", 4, "--epochs", 1, "--filters", 4, "--notensorboard"))
-    last = stdout.strip().splitlines()[-1]
-    assert last.startswith("mean Dice: ")
-    assert os.path.isfile(sm / "saved_model.pb")
+    stdout = ok(run("quickstart.py", "--out", out, "--saved_model", sm, *TINY_QS, timeout=1800))
+    last = stdout.strip().splitlines()[-4:]
+    vals = [re.fullmatch(pat, line) for pat, line in zip(LAST4, last)]
+    assert all(vals), last
+    y, (x_iso, y_iso), (x_t, x_s), x = (float(vals[0][1]), tuple(map(float, vals[1].groups())),
+                                          tuple(map(float, vals[2].groups())), float(vals[3][1]))
     res = pd.read_csv(out / "results.csv")
-    assert {"subject", "name", "dice", "precision", "hd95_mm", "msd_mm"} <= set(res.columns)
-    assert list(res["name"]) == ["CSF", "GM", "WM"] * res["subject"].nunique()
     cohort = cohort_csv(out / "cohort" / "cohort.csv")
-    test = cohort[cohort["split"] == "test"].iloc[0]
-    seg = nib.load(out / f"{test['subject']}_labels.nii.gz")
-    ref = nib.load(out / "cohort" / test["label"])
-    t1 = nib.load(out / "cohort" / test["t1"])
-    # label map in the input's space: exactly the T1's shape and affine
-    assert seg.shape == t1.shape and np.allclose(seg.affine, t1.affine)
-    s, r = np.asarray(seg.dataobj).astype(int), np.asarray(ref.dataobj).astype(int)
-    mine = [dice(r, s, k) if (r == k).any() or (s == k).any() else 1.0 for k in (1, 2, 3)]
-    np.testing.assert_allclose(res.loc[res["subject"] == test["subject"], "dice"], mine, atol=1e-6)
-    assert float(last.split(":")[1]) == pytest.approx(res["dice"].mean(), abs=1e-4)
-    vol = pd.read_csv(out / f"{test['subject']}_volumes.csv")
-    voxel_ml = abs(np.linalg.det(seg.affine[:3, :3])) / 1000
-    assert list(vol["name"]) == ["CSF", "GM", "WM", "total brain"]  # issue 16: mL to 0.01
-    counts = [(s == k).sum() for k in (1, 2, 3)]
-    want = [round(c * voxel_ml, 2) for c in counts] + [round(sum(counts) * voxel_ml, 2)]
-    np.testing.assert_allclose(vol["volume_ml"], want, rtol=0, atol=1e-9)
-    with open(out / f"{test['subject']}_qc.png", "rb") as f:
-        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    test = cohort[cohort["role"] == "held_out"]
+    assert list(cohort["role"]).count("labelled") == 2 and len(test) == 2
+    mean = res.groupby("model")["dice"].mean()
+    atlas = mean["baseline: atlas"]
+    assert x >= atlas + FLOOR_OVER_ATLAS, (x, atlas)
+    assert x_t >= atlas + FLOOR_OVER_ATLAS and x_s >= atlas + FLOOR_OVER_ATLAS, (x_t, x_s, atlas)
+    # every held-out subject segmented through the SavedModel, in its input space
+    dices = []
+    for _, row in test.iterrows():
+        seg = nib.load(out / f"{row['subject']}_labels.nii.gz")
+        ref = nib.load(out / "cohort" / row["label"])
+        t1 = nib.load(out / "cohort" / row["t1"])
+        assert seg.shape == t1.shape and np.allclose(seg.affine, t1.affine)
+        s, r = np.asarray(seg.dataobj).astype(int), np.asarray(ref.dataobj).astype(int)
+        mine = [dice(r, s, k) if (r == k).any() or (s == k).any() else 1.0 for k in (1, 2, 3)]
+        dices.append(mine)
+        got = res[(res["model"] == "quicknat transfer (SavedModel)") & (res["subject"] == row["subject"])]
+        assert list(got["name"]) == ["CSF", "GM", "WM"]
+        np.testing.assert_allclose(got["dice"], mine, atol=1e-6)
+        vol = pd.read_csv(out / f"{row['subject']}_volumes.csv")
+        voxel_ml = abs(np.linalg.det(seg.affine[:3, :3])) / 1000
+        assert list(vol["name"]) == ["CSF", "GM", "WM", "total brain"]  # issue 16: mL to 0.01
+        counts = [(s == k).sum() for k in (1, 2, 3)]
+        want = [round(c * voxel_ml, 2) for c in counts] + [round(sum(counts) * voxel_ml, 2)]
+        np.testing.assert_allclose(vol["volume_ml"], want, rtol=0, atol=1e-9)
+        with open(out / f"{row['subject']}_qc.png", "rb") as f:
+            assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    assert x == pytest.approx(np.mean(dices), abs=1e-4)
+    iso = test[(test["age_months"] >= 6) & (test["age_months"] <= 9)]["subject"]
+    assert len(iso) == 1
+    by = res[res["subject"].isin(iso)].groupby("model")["dice"].mean()
+    assert x_iso == pytest.approx(by["quicknat transfer (SavedModel)"], abs=1e-4)
+    assert y_iso == pytest.approx(by["baseline: intensity"], abs=1e-4)
+    assert y == pytest.approx(mean["baseline: intensity"], abs=1e-4)
+    assert (x_t, x_s) == pytest.approx((mean["quicknat transfer"], mean["quicknat scratch"]), abs=1e-4)
+    assert set(res["model"]) == {"quicknat transfer (SavedModel)", "quicknat transfer",
+                                 "quicknat scratch", "baseline: intensity", "baseline: atlas"}
+    assert {"hd95_mm", "msd_mm", "precision"} <= set(res.columns)
+    # the SavedModel records its input channels (a T1-only model would say ["t1"])
+    with open(sm / "assets" / "tfneuro.json", encoding="utf-8") as f:
+        assert json.load(f)["modalities"] == ["t1", "t2"]
 
 
 def test_quickstart_bad_input_writes_nothing(tmp_path):
     out = tmp_path / "qs"
-    line = error_line(run("quickstart.py", "--out", out, "--views", "axial,sideways",
+    line = error_line(run("quickstart.py", "--out", out, "--modalities", "t1,flair",
                           "--saved_model", tmp_path / "sm"))
-    assert "--views" in line
+    assert "--modalities" in line and "flair" in line
     assert not out.exists() and not (tmp_path / "sm").exists()
     afile = tmp_path / "a.txt"
     afile.write_text("x")
@@ -113,10 +162,11 @@ def test_quickstart_bad_input_writes_nothing(tmp_path):
 # ----------------------------------------------------------------------------- QuickNAT 001
 @pytest.fixture(scope="module")
 def pretrained(tmp_path_factory, synth_cohort_csv):
-    """train_quicknat on k-means auxiliary labels, 2 epochs then --resume to 3."""
+    """train_quicknat (paper 001's T2 and axial defaults) on k-means auxiliary labels, 8
+    filters, batch 4, every slice of the 2 train subjects, 2 epochs then --resume to 3."""
     out = tmp_path_factory.mktemp("tq") / "run"
-    args = ["--cohort", synth_cohort_csv, "--out", out, "--views", "axial", "--filters", 4,
-            "--steps_per_epoch", 1, "--batch_size", 4, "--notensorboard", "--nodistances"]
+    args = ["--cohort", synth_cohort_csv, "--out", out, "--filters", 8, "--batch_size", 4,
+            "--learning_rate", 3e-3, "--notensorboard", "--nodistances"]
     first = ok(run("train_quicknat.py", *args, "--epochs", 2))
     assert "starting at epoch 1" in first
     ckpt1 = out / "axial" / "checkpoints" / "epoch-000002" / "state.json"
@@ -125,7 +175,18 @@ def pretrained(tmp_path_factory, synth_cohort_csv):
     return out, first, second, mtime
 
 
+def _volume(path):
+    return np.asarray(nib.load(path).dataobj)
+
+
 def test_train_quicknat_and_resume(pretrained, synth_cohort_csv):
+    """Pre-training learns its auxiliary labels: on the val and test subjects, mean Dice
+    against their k-means labels >= 0.2 above an atlas of the train subjects' k-means labels
+    (tfneuro.evaluation.baselines.atlas_baseline, about 0.32 here; the network about 0.65).
+
+    Seen failing: with QuickNAT's BatchNormalization momentum at Keras' 0.99 the network
+    scored 0.07 (inference-mode statistics still near their initial values after 84 steps);
+    with ``--learning_rate 0`` it scored 0.06."""
     out, first, second, mtime = pretrained
     assert "trained epochs 1-2" in first
     # the resumed run trains epoch 3 only
@@ -138,17 +199,27 @@ def test_train_quicknat_and_resume(pretrained, synth_cohort_csv):
     assert (out / "quicknat_axial.keras").is_file()
     res = pd.read_csv(out / "results.csv")
     assert set(res["name"]) == {"aux_dark", "aux_mid", "aux_bright"}
-    assert res["dice"].between(0, 1).all() and res["precision"].between(0, 1).all()
-    # the auxiliary labels are k-means clusters ordered by mean T1 intensity inside the mask
     cohort = cohort_csv(synth_cohort_csv)
-    row = cohort.iloc[0]
     base = os.path.dirname(synth_cohort_csv)
-    aux = np.asarray(nib.load(out / "aux_labels" / f"{row['subject']}_aux.nii.gz").dataobj)
-    t1 = np.asarray(nib.load(os.path.join(base, row["t1"])).dataobj)
-    mask = np.asarray(nib.load(os.path.join(base, row["mask"])).dataobj) > 0
-    assert set(np.unique(aux[mask])) == {1, 2, 3} and not aux[~mask].any()
-    means = [t1[aux == k].mean() for k in (1, 2, 3)]
+    aux = {s: _volume(out / "aux_labels" / f"{s}_aux.nii.gz").astype(int) for s in cohort["subject"]}
+    t2 = {s: _volume(os.path.join(base, p)).astype(np.float32)
+          for s, p in zip(cohort["subject"], cohort["t2"])}
+    # the auxiliary labels are k-means clusters ordered by mean T2 intensity inside the mask
+    row = cohort.iloc[0]
+    mask = _volume(os.path.join(base, row["mask"])) > 0
+    a = aux[row["subject"]]
+    assert set(np.unique(a[mask])) == {1, 2, 3} and not a[~mask].any()
+    means = [t2[row["subject"]][a == k].mean() for k in (1, 2, 3)]
     assert means[0] < means[1] < means[2]
+    # the learning floor, against an atlas of the train subjects' auxiliary labels
+    from tfneuro.evaluation.baselines import atlas_baseline
+
+    train = list(cohort[cohort["split"] == "train"]["subject"])
+    held = sorted(set(res["subject"]))
+    assert held == sorted(cohort[cohort["split"] != "train"]["subject"])
+    atlas = np.mean([dice(aux[s], atlas_baseline([t2[t] for t in train], [aux[t] for t in train],
+                                                t2[s]), k) for s in held for k in (1, 2, 3)])
+    assert res["dice"].mean() >= atlas + 0.2, (res["dice"].mean(), atlas)
 
 
 def test_train_quicknat_unknown_model(tmp_path, synth_cohort_csv):
@@ -160,29 +231,49 @@ def test_train_quicknat_unknown_model(tmp_path, synth_cohort_csv):
 
 
 def test_finetune_quicknat(pretrained, tmp_path, synth_cohort_csv):
+    """Two-stage fine-tuning learns: the left-out 4-month subject (fold 1 of a copy of the
+    cohort that lists it first) scores >= 0.1 above an atlas of the other three subjects'
+    reference labels (tfneuro.evaluation.baselines.atlas_baseline, about 0.44; the fine-tuned
+    network about 0.60). The results and the confusion matrix are checked against counts made
+    here. One rate (``--learning_rate``: no sweep, which costs a fine-tuning per rate; the
+    sweep itself is tested in test_training_recipes.py).
+
+    Seen failing: with the pre-trained model's BatchNormalization momentum at Keras' 0.99
+    (mean Dice 0.21) and with ``--rates 0,0`` (0.19)."""
+    four = write_cohort_variant(synth_cohort_csv, tmp_path / "in",
+                                lambda d: d.iloc[[1, 0, 2, 3]].reset_index(drop=True))
     out = tmp_path / "ft"
-    stdout = ok(run("finetune_quicknat.py", "--cohort", synth_cohort_csv, "--out", out,
-                    "--pretrained", pretrained[0] / "quicknat_axial.keras", "--rates", "1e-3,1e-2",
-                    "--stage1_epochs", 1, "--folds", 2, *TINY_2D, "--nodistances"))
+    stdout = ok(run("finetune_quicknat.py", "--cohort", four, "--out", out,
+                    "--pretrained", pretrained[0] / "quicknat_axial.keras", "--learning_rate",
+                    3e-3, "--stage1_epochs", 1, "--epochs", 4, "--batch_size", 4, "--folds", 1,
+                    "--notensorboard", "--nodistances", timeout=1800))
     sweep = pd.read_csv(out / "lr_sweep.csv")
-    assert sorted(sweep["learning_rate"]) == [1e-3, 1e-2] and sweep["best"].sum() == 1
+    assert list(sweep["learning_rate"]) == [3e-3] and list(sweep["best"]) == [True]
     res = pd.read_csv(out / "results.csv")
-    assert list(res["fold"].unique()) == [1, 2] and set(res["name"]) == {"CSF", "GM", "WM"}
-    assert res["learning_rate"].nunique() == 1
-    assert res["learning_rate"].iloc[0] == sweep.loc[sweep["best"], "learning_rate"].iloc[0]
+    cohort = cohort_csv(four)
+    left = cohort["subject"][0]
+    assert cohort["age_months"][0] == 4.0
+    assert list(res["fold"].unique()) == [1] and set(res["subject"]) == {left}
+    assert list(res["name"]) == ["CSF", "GM", "WM"]
+    assert list(res["learning_rate"]) == [3e-3] * 3
+    # the learning floor
+    from tfneuro.evaluation.baselines import atlas_baseline
+
+    t2 = [_volume(p).astype(np.float32) for p in cohort["t2"]]
+    labels = [_volume(p).astype(int) for p in cohort["label"]]
+    guess = atlas_baseline(t2[1:], labels[1:], t2[0])
+    atlas = np.mean([dice(labels[0], guess, k) for k in (1, 2, 3)])
+    assert res["dice"].mean() >= atlas + 0.1, (res["dice"].mean(), atlas)
+    # the confusion matrix counts every voxel of the left-out subject once; its row sums are
+    # the reference class counts
     cm = pd.read_csv(out / "confusion_matrix.csv", index_col=0)
-    # the confusion matrix counts every voxel of the two left-out subjects exactly once
-    cohort = cohort_csv(synth_cohort_csv)
-    base = os.path.dirname(synth_cohort_csv)
-    n = sum(np.prod(nib.load(os.path.join(base, p)).shape) for p in cohort["label"][:2])
-    assert cm.to_numpy().sum() == n
-    # and its row sums are the reference class counts
-    ref = sum(np.bincount(np.asarray(nib.load(os.path.join(base, p)).dataobj).astype(int).ravel(),
-                          minlength=4) for p in cohort["label"][:2])
-    np.testing.assert_array_equal(cm.to_numpy().sum(axis=1), ref)
+    assert cm.to_numpy().sum() == labels[0].size
+    np.testing.assert_array_equal(cm.to_numpy().sum(axis=1), np.bincount(labels[0].ravel(),
+                                                                          minlength=4))
     with open(out / "confusion_matrix.png", "rb") as f:
         assert f.read(4) == b"\x89PNG"
-    assert stdout.strip().splitlines()[-1].startswith("mean Dice: ")
+    assert float(stdout.strip().splitlines()[-1].split(": ")[1]) == pytest.approx(
+        res["dice"].mean(), abs=1e-4)
 
 
 def test_finetune_missing_pretrained(tmp_path, synth_cohort_csv):

@@ -23,7 +23,6 @@ from __future__ import annotations
 import concurrent.futures
 import os
 import re
-import shutil
 import subprocess
 import sys
 
@@ -210,9 +209,11 @@ SPREAD = {
     "train_age_classifier": ["missing", "nan_inf"],
     "label_budget": ["all_zero", "missing_columns"],
     "transfer_strategies": ["label_values", "duplicate_subjects"],
-    "finetune_quicknat": ["not_image", "all_zero"],  # reads T1 only: a bad T2 is no error
+    "finetune_quicknat": ["not_image", "all_zero"],
 }
-EXTRA = {"finetune_quicknat": ("--pretrained", "@quicknat"),
+# the bad files replace T1: the paper-001 scripts default to T2 (paper 001), so give them T1
+EXTRA = {"finetune_quicknat": ("--pretrained", "@quicknat", "--modalities", "t1"),
+         "train_quicknat": ("--modalities", "t1"),
          # no ImageNet download offline; T1 (its default modality is T2)
          "train_vgg_fcn": ("--weights", "none", "--modality", "t1")}
 for script, cases in SPREAD.items():
@@ -228,11 +229,11 @@ CASES.append(_custom("evaluate", "overwrite_input",
                      "--output", r"input|overwrite"))
 # quickstart.py makes its own synthetic cohort: its flags
 CASES.append(_custom("quickstart", "overwrite_input",
-                     lambda d, out: ["--out", d["cohorts"]["good"], "--subjects", "3"],
+                     lambda d, out: ["--out", d["cohorts"]["good"]],
                      "--out", r"input|exists|not a directory"))
 CASES.append(_custom("quickstart", "bad_flag",
-                     lambda d, out: ["--out", out, "--views", "sideways"],
-                     "--views", r"sideways|view"))
+                     lambda d, out: ["--out", out, "--modalities", "flair"],
+                     "--modalities", r"flair|t1"))
 
 # wrong number of modalities for the model
 CASES.append(_custom("train_infinet", "modalities",
@@ -357,7 +358,8 @@ def audit(tmp_path_factory):
             args = _resolve(args, d)
             jobs[(script, case)] = (pool.submit(_run, script, args), out, expect, problem, args)
         for script in ("train_quicknat", "segment"):
-            args = (["--cohort", d["cohorts"]["nan_inf"], "--out", os.path.join(d["out"], "v")]
+            args = (["--cohort", d["cohorts"]["nan_inf"], "--out", os.path.join(d["out"], "v"),
+                     "--modalities", "t1"]
                     if script == "train_quicknat" else
                     ["--model", d["models"]["sm2"], "--input", d["files"]["nan"], "--input2",
                      d["df"]["t2"][0], "--output", os.path.join(d["out"], "v.nii.gz")])

@@ -15,7 +15,7 @@ import tensorflow as tf
 
 from tfneuro.errors import InputError
 from tfneuro.training.callbacks import ProgressBar
-from tfneuro.training import loop, recipes
+from tfneuro.training import loop
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -59,16 +59,22 @@ class DenseBlock(keras.layers.Layer):
             Keras activation name.
         dropout: dropout rate after the bottleneck (0 disables; QuickNAT's code uses 0.2,
             the paper does not mention it, so the default is off).
+        bn_momentum: momentum of the BatchNormalization moving statistics. Default 0.9, the
+            value of QuickNAT's released code (PyTorch ``nn.BatchNorm2d`` default momentum
+            0.1 = Keras 0.9); Keras' own default 0.99 lags 10x longer, so after a short
+            training the inference-mode statistics are still near their initial values.
         **kwargs: base ``keras.layers.Layer`` arguments.
     """
 
     def __init__(self, filters=64, kernel_size=5, num_convs=3, activation="relu", dropout=0.0,
-                 **kwargs):
+                 bn_momentum=0.9, **kwargs):
         super().__init__(**kwargs)
         _check(filters, kernel_size, num_convs, type(self).__name__)
         self.filters, self.kernel_size, self.num_convs = int(filters), int(kernel_size), int(num_convs)
         self.activation, self.dropout = activation, float(dropout)
-        self.norms = [keras.layers.BatchNormalization(name=f"bn{i}") for i in range(self.num_convs)]
+        self.bn_momentum = float(bn_momentum)
+        self.norms = [keras.layers.BatchNormalization(momentum=self.bn_momentum, name=f"bn{i}")
+                      for i in range(self.num_convs)]
         self.acts = [_activation(activation, f"act{i}") for i in range(self.num_convs)]
         self.convs = [
             keras.layers.Conv2D(self.filters, self.kernel_size if i < self.num_convs - 1 else 1,
@@ -106,7 +112,8 @@ class DenseBlock(keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         config.update(filters=self.filters, kernel_size=self.kernel_size,
-                      num_convs=self.num_convs, activation=self.activation, dropout=self.dropout)
+                      num_convs=self.num_convs, activation=self.activation, dropout=self.dropout,
+                      bn_momentum=self.bn_momentum)
         return config
 
 

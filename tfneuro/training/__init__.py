@@ -57,6 +57,8 @@ _EXPORTS = {
     "compile_segmentation": "segmentation",
     "build_segmentation_3d": "segmentation",
     "patch_train_fn": "segmentation",
+    "slice_train_fn": "segmentation",
+    "finetune_two_stage": "segmentation",
     "class_weights_from_cohort": "segmentation",
     "patch_steps": "segmentation",
     "count_batches": "segmentation",

@@ -1,13 +1,16 @@
 """Segmentation training set-ups that several experiments share: the loss (with deep
 supervision, and AgeU-Net's weighted age term), compiling a 3D segmentation model with a paper
-recipe, the per-epoch patch datasets and their step counts, and QuickNAT's median-frequency
-class weights over a cohort."""
+recipe, the per-epoch patch and slice datasets and their step counts, QuickNAT's
+median-frequency class weights over a cohort, and paper 001's two-stage fine-tuning of a
+pre-trained model on a new label set."""
 
 from __future__ import annotations
 
+import keras
 import numpy as np
 
 from tfneuro.data.patches import patch_dataset
+from tfneuro.data.slices import slice_dataset
 from tfneuro.errors import InputError
 from tfneuro.io import get_scheme, load_volume
 from tfneuro.losses import DeepSupervisionLoss, DiceCELoss
@@ -15,10 +18,11 @@ from tfneuro.losses.cross_entropy import median_frequency_weights
 from tfneuro.models import get
 from tfneuro.training.loop import epoch_seed
 from tfneuro.training.recipes import make_optimizer
+from tfneuro.training.transfer import fit_two_stage, replace_classifier
 
 __all__ = ["segmentation_loss", "compile_segmentation", "build_segmentation_3d",
-           "patch_train_fn", "patch_steps", "count_batches", "repeating",
-           "class_weights_from_cohort"]
+           "patch_train_fn", "patch_steps", "count_batches", "repeating", "slice_train_fn",
+           "class_weights_from_cohort", "finetune_two_stage"]
 
 
 def segmentation_loss(model):
@@ -97,6 +101,72 @@ def repeating(make_dataset):
     """``epoch -> make_dataset(epoch).repeat()``: an epoch of a given number of steps then
     never runs out of data (each epoch's dataset is still built from its own seed)."""
     return lambda epoch: make_dataset(epoch).repeat()
+
+
+def slice_train_fn(df, *, view, modalities, scheme, pad_to, batch_size: int, seed: int,
+                   per_epoch: bool = True, **source):
+    """Training slices of one view (paper 001 trains on 2D slices; background-only slices
+    dropped), for :func:`tfneuro.training.loop.fit`.
+
+    Args:
+        df: the training subjects.
+        view, modalities, scheme, pad_to, batch_size: as :func:`tfneuro.data.slice_dataset`.
+        seed: the run's seed.
+        per_epoch: ``True``: a callable ``epoch -> dataset`` seeded by
+            :func:`~tfneuro.training.loop.epoch_seed` (a resumed run sees the same data; ``fit``
+            re-seeds before every epoch, measured +6-7 s per epoch on a 2-core CPU).
+            ``False``: one dataset whose decoded volumes are cached in memory and whose slices
+            are reshuffled every epoch (no re-seeding: for short epochs; a resumed run
+            continues correctly but not bit-exactly).
+        **source: further :class:`tfneuro.data.VolumeSource` fields (``label``, ``normalize``).
+    """
+    def train_ds(epoch):
+        return slice_dataset(df, axis=view, modalities=modalities, scheme=scheme,
+                             pad_to=pad_to, drop_empty=True, batch_size=batch_size,
+                             seed=epoch_seed(seed, epoch) if per_epoch else seed,
+                             cache=not per_epoch, **source)
+
+    return train_ds if per_epoch else train_ds(0)
+
+
+def finetune_two_stage(pretrained, num_classes: int, train_ds, *, learning_rate: float,
+                       out_dir, stage1_epochs: int = 15, stage2_epochs: int = 50, loss=None,
+                       strategy=None, compile_kwargs=None, **fit_kwargs):
+    """Paper 001's transfer (001_4781efe3c87e8969.txt section 3.2): a copy of ``pretrained``
+    with a new ``num_classes`` classifier (:func:`~tfneuro.training.transfer.replace_classifier`),
+    trained classifier-only for ``stage1_epochs`` (paper: 15), then whole for
+    ``stage2_epochs`` (paper: 50) (:func:`~tfneuro.training.transfer.fit_two_stage`), each
+    stage with a fresh Adam at ``learning_rate`` (paper: 1e-4, chosen by a sweep).
+
+    Args:
+        pretrained: the pre-trained Keras model (left untouched).
+        num_classes: classes of the new label set.
+        train_ds: dataset or ``epoch -> dataset`` (:func:`slice_train_fn`).
+        learning_rate: Adam's rate in both stages.
+        out_dir: run directory (``stage1/``, ``stage2/``).
+        loss: the loss (default :func:`segmentation_loss` of the model).
+        strategy: ``tf.distribute`` strategy (the new model is built in its scope).
+        compile_kwargs: further ``model.compile`` arguments (``jit_compile``, ...).
+        **fit_kwargs: :func:`~tfneuro.training.transfer.fit_two_stage` /
+            :func:`~tfneuro.training.loop.fit` options (``resume``, ``seed``, ...).
+
+    Returns:
+        ``(model, history)``.
+    """
+    import contextlib
+
+    with strategy.scope() if strategy is not None else contextlib.nullcontext():
+        model = replace_classifier(pretrained, num_classes)
+
+    def compile_fn(m, stage):
+        m.compile(optimizer=keras.optimizers.Adam(learning_rate),
+                  loss=loss if loss is not None else segmentation_loss(m),
+                  **(compile_kwargs or {}))
+
+    history = fit_two_stage(model, compile_fn, train_ds, out_dir=out_dir,
+                            stage1_epochs=stage1_epochs, stage2_epochs=stage2_epochs,
+                            strategy=strategy, **fit_kwargs)
+    return model, history
 
 
 def class_weights_from_cohort(df, num_classes: int, scheme=None, column: str = "label"):

@@ -8,6 +8,6 @@ command module only to run it (its flags join the global ``absl.flags.FLAGS``).
 - :mod:`~tfneuro.apps.commands.segment`: segment scans or a cohort with an exported model;
 - :mod:`~tfneuro.apps.commands.export`: export a trained model as a SavedModel;
 - :mod:`~tfneuro.apps.commands.evaluate`: Dice, precision, HD95, MSD of label maps;
-- ``quickstart`` (registered in :data:`tfneuro.apps.console.COMMANDS`; its module is
-  written separately).
+- :mod:`~tfneuro.apps.commands.quickstart`: the quick start (paper 001's transfer recipe on
+  the synthetic cohort).
 """
