@@ -1,9 +1,9 @@
 """bfloat16 against float32 on the quick start's trained model (issue 17, item 2: the figure).
 
-Takes a finished quick start run (``python experiments/quickstart.py --out OUT --seed 0``),
-rebuilds its QuickNAT(s) from the last checkpoint of ``OUT/train_<view>``, builds the serving
-module twice (``tfneuro.export.build_module``, the graph ``export_model`` saves, with the quick
-start's export options) at float32 and at bfloat16, and segments every held-out (test split)
+Takes a finished quick start run (``python experiments/quickstart.py --out OUT``), rebuilds
+its fine-tuned QuickNAT from the last checkpoint of ``OUT/finetune/stage2`` (paper 001's
+stage II), builds the serving module twice (``tfneuro.export.build_module``, the graph
+``export_model`` saves, with the quick start's export options) at float32 and at bfloat16, and segments every held-out (test split)
 subject through both exactly as the quick start does (load -> conform -> ``segment_volume`` ->
 deconform; ``tfneuro.apps.segment.segment_images``). Per subject, in the input space:
 
@@ -16,10 +16,10 @@ deconform; ``tfneuro.apps.segment.segment_images``). Per subject, in the input s
 
 Last line: ``agreement bfloat16/float32: X`` (the lowest over the held-out subjects).
 
-    python experiments/quickstart.py --out out/quickstart --seed 0
+    python experiments/quickstart.py --out out/quickstart
     python benchmarks/precision_accuracy.py --run out/quickstart
 
-``--filters``, ``--views``, ``--spacing`` and ``--modalities`` must match the quick start's
+``--filters``, ``--view``, ``--spacing`` and ``--modalities`` must match the quick start's
 flags (their defaults are the quick start's defaults).
 """
 
@@ -39,29 +39,27 @@ import numpy as np  # noqa: E402
 TISSUES = (1, 2, 3)  # tissue4: CSF, GM, WM
 
 
-def trained_models(args, n_channels):
+def trained_model(args, n_channels):
+    """The quick start's fine-tuned QuickNAT (4 tissue classes) from its last checkpoint."""
     import keras
 
     from tfneuro.models.quicknat import quicknat
     from tfneuro.training.loop import latest_checkpoint, restore_checkpoint
 
-    models = {}
-    for view in args.views.split(","):
-        ckpt = latest_checkpoint(os.path.join(args.run, f"train_{view}"))
-        if ckpt is None:
-            raise SystemExit(f"error: no checkpoint in {args.run}/train_{view}")
-        m = quicknat(4, input_shape=(None, None, n_channels), filters=args.filters)
-        m.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
-        restore_checkpoint(m, ckpt)
-        models[view] = m
-    return models
+    ckpt = latest_checkpoint(os.path.join(args.run, "finetune", "stage2"))
+    if ckpt is None:
+        raise SystemExit(f"error: no checkpoint in {args.run}/finetune/stage2")
+    m = quicknat(4, input_shape=(None, None, n_channels), filters=args.filters)
+    m.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
+    restore_checkpoint(m, ckpt)
+    return m
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--run", required=True, help="the quick start's --out directory")
     p.add_argument("--filters", type=int, default=16)
-    p.add_argument("--views", default="axial")
+    p.add_argument("--view", default="axial")
     p.add_argument("--spacing", type=float, default=2.0)
     p.add_argument("--modalities", default="t1,t2")
     p.add_argument("--runs", type=int, default=3, help="timed segmentations per precision")
@@ -78,13 +76,12 @@ def main(argv=None):
     mods = args.modalities.split(",")
     df = read_cohort(os.path.join(args.run, "cohort", "cohort.csv"))
     test = df[df["split"] == "test"].to_dict("records")
-    models = trained_models(args, len(mods))
-    model_arg = models if len(models) > 1 else models[args.views]
+    model = trained_model(args, len(mods))
     segs = {}
     for prec in ("float32", "bfloat16"):
-        module = build_module(model_arg, model_name="quickstart_quicknat", label_scheme="tissue4",
+        module = build_module(model, model_name="quickstart_quicknat", label_scheme="tissue4",
                               spacing=args.spacing, modalities=mods, precision=prec,
-                              views=None if len(models) > 1 else [args.views])
+                              views=[args.view], conform_multiple=1)
         segs[prec] = Segmenter(args.run, module.meta, module.segment_volume, handle=module)
     rows, agreements, changes, secs = [], [], [], {p: [] for p in segs}
     for row in test:
@@ -108,7 +105,7 @@ def main(argv=None):
         rows.append([row["subject"], fmt(100 * agree, 3), fmt(dice["float32"], 4),
                      fmt(dice["bfloat16"], 4), fmt(changes[-1], 4), fmt(float(floor), 4)])
     print()
-    print(f"quick start model ({args.views}, {args.filters} filters) on {len(test)} held-out "
+    print(f"quick start model ({args.view}, {args.filters} filters) on {len(test)} held-out "
           f"subject(s), input space; load {load_average()}")
     print(table(rows, ["subject", "agreement % brain voxels", "mean Dice float32",
                        "mean Dice bfloat16", "change", "commonest-tissue Dice (floor)"]))
