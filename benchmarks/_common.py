@@ -214,6 +214,24 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e6
 
 
+def run_memory_child(script: str, args) -> dict:
+    """Run ``script --memory_child ARGS`` in a fresh process and parse the line it prints,
+    ``memory_child KEY VALUE KEY VALUE ...`` (e.g. ``peak_rss_mb``, from :func:`peak_rss_mb`),
+    into ``{KEY: float}``. On failure the child's output tails are printed and the benchmark
+    stops with one error line."""
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, os.path.abspath(script), "--memory_child", *map(str, args)]
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    line = [s for s in res.stdout.splitlines() if s.startswith("memory_child")]
+    if res.returncode or not line:
+        print(res.stdout[-2000:], res.stderr[-4000:])
+        raise SystemExit("error: the memory subprocess failed")
+    parts = line[-1].split()[1:]
+    return {k: float(v) for k, v in zip(parts[::2], parts[1::2])}
+
+
 def mni_volume(shape=(160, 192, 160)) -> np.ndarray:
     """ICBM152 2009 T1 template (nilearn, 1 mm) cropped/padded to ``shape`` around the brain.
 

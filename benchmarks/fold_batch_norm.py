@@ -26,14 +26,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _common import (alternate, fmt, load_average, median, mni_volume, parse_shape,  # noqa: E402
-                     peak_rss_mb, precision_report, table)
+from _common import (alternate, fmt, load_average, median, mni_volume,  # noqa: E402
+                     parse_shape, peak_rss_mb, precision_report, run_memory_child, table)
 
 import numpy as np  # noqa: E402
 
@@ -81,17 +80,11 @@ def memory_child(args):
 
 
 def child_memory(args, workload, fold, precision):
-    cmd = [sys.executable, os.path.abspath(__file__), "--memory_child", "--workload", workload,
-           "--fold", str(int(fold)), "--precision", precision, "--shape", args.shape,
-           "--window", str(args.window), "--base_filters", str(args.base_filters),
-           "--filters", str(args.filters), "--kernel", str(args.kernel)]
-    res = subprocess.run(cmd, capture_output=True, text=True)
-    line = [s for s in res.stdout.splitlines() if s.startswith("memory_child")]
-    if res.returncode or not line:
-        print(res.stdout[-2000:], res.stderr[-4000:])
-        raise SystemExit("error: the memory subprocess failed")
-    parts = line[-1].split()
-    return float(parts[2]), float(parts[4])
+    got = run_memory_child(__file__, [
+        "--workload", workload, "--fold", int(fold), "--precision", precision, "--shape",
+        args.shape, "--window", args.window, "--base_filters", args.base_filters, "--filters",
+        args.filters, "--kernel", args.kernel])
+    return got["peak_rss_mb"], got["rss_before_mb"]
 
 
 def main(argv=None):

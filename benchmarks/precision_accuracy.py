@@ -3,8 +3,8 @@
 Takes a finished quick start run (``python experiments/quickstart.py --out OUT``), rebuilds
 its fine-tuned QuickNAT from the last checkpoint of ``OUT/finetune/stage2`` (paper 001's
 stage II), builds the serving module twice (``tfneuro.export.build_module``, the graph
-``export_model`` saves, with the quick start's export options) at float32 and at bfloat16, and segments every held-out (test split)
-subject through both exactly as the quick start does (load -> conform -> ``segment_volume`` ->
+``export_model`` saves, with the quick start's export options) at float32 and at bfloat16,
+and segments every held-out (test split) subject through both exactly as the quick start does (load -> conform -> ``segment_volume`` ->
 deconform; ``tfneuro.apps.segment.segment_images``). Per subject, in the input space:
 
 * agreement: the fraction of brain voxels (reference label > 0) whose bfloat16 label equals the

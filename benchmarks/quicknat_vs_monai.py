@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import time
 
@@ -54,8 +53,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from _common import (alternate, fmt, keras_conv_macs, load_average, matmul_peak,  # noqa: E402
                      median, mni_volume, parse_shape, peak_rss_mb, precision_report,
-                     profile_layers, profile_table, ratio_lines, table, time_model_calls,
-                     torch_conv_macs, torch_softmax)
+                     profile_layers, profile_table, ratio_lines, run_memory_child, table,
+                     time_model_calls, torch_conv_macs, torch_softmax)
 
 import numpy as np  # noqa: E402
 
@@ -114,7 +113,7 @@ def memory_child(args):
                                  skip_empty=bool(args.skip_empty), precision=args.precision)
     dt = time.perf_counter() - t0
     assert probs.shape == vol.shape + (args.classes,)
-    print(f"memory_child peak_rss_mb {peak_rss_mb():.1f} before_inference_mb {base:.1f} "
+    print(f"memory_child peak_rss_mb {peak_rss_mb():.1f} rss_before_mb {base:.1f} "
           f"seconds {dt:.1f}", flush=True)
 
 
@@ -301,18 +300,11 @@ def main(argv=None):
 
     if args.memory_shape.lower() != "none":
         mshape = parse_shape(args.memory_shape)
-        cmd = [sys.executable, os.path.abspath(__file__), "--memory_child",
-               "--shape", ",".join(map(str, mshape)), "--classes", str(args.classes),
-               "--filters", str(args.filters), "--kernel", str(args.kernel),
-               "--batch_size", str(args.batch_size), "--jit", str(args.jit),
-               "--skip_empty", str(args.skip_empty), "--precision", args.precision]
-        res = subprocess.run(cmd, capture_output=True, text=True)
-        line = [s for s in res.stdout.splitlines() if s.startswith("memory_child")]
-        if res.returncode or not line:
-            print(res.stdout[-2000:], res.stderr[-4000:])
-            raise SystemExit("error: the memory subprocess failed")
-        parts = line[-1].split()
-        rss, before, secs = float(parts[2]), float(parts[4]), float(parts[6])
+        got = run_memory_child(__file__, [
+            "--shape", ",".join(map(str, mshape)), "--classes", args.classes, "--filters",
+            args.filters, "--kernel", args.kernel, "--batch_size", args.batch_size, "--jit",
+            args.jit, "--skip_empty", args.skip_empty, "--precision", args.precision])
+        rss, before, secs = got["peak_rss_mb"], got["rss_before_mb"], got["seconds"]
         print(f"memory: tfneuro 3-view inference at {precision} on {mshape} in a fresh process: "
               f"peak RSS {rss / 1000:.2f} GB (after imports + models, before inference: "
               f"{before / 1000:.2f} GB; {secs:.0f} s; batch {args.batch_size or 'auto'}; load "
