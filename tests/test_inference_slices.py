@@ -52,6 +52,22 @@ def test_nonzero_slice_range(volume):
     assert nonzero_slice_range(np.zeros((3, 3, 3)), 1) == (0, 0)
 
 
+def test_nonzero_slice_range_after_normalisation(volume):
+    """z-scoring maps the zero background to -mean/sd, not 0: the range must stay the raw
+    volume's, in numpy and in the export graph. Seen failing before the background was taken as
+    0 or the channel's minimum: every slice counted, (0, 12) along axis 0."""
+    import tensorflow as tf
+
+    from tfneuro.export.graph import nonzero_range
+
+    z = (volume - volume.mean()) / volume.std()
+    for axis, want in enumerate([(3, 9), (2, 12), (2, 8)]):
+        assert nonzero_slice_range(z, axis) == want
+        got = nonzero_range(tf.constant(np.moveaxis(z, axis, 0)), 0)
+        assert tuple(int(v) for v in got) == want
+    assert nonzero_slice_range(np.full((3, 3, 3), 2.0), 0) == (0, 0)   # constant: no signal
+
+
 @pytest.mark.parametrize("axis", [0, 1, 2])
 def test_predict_slices_matches_slice_loop(models, volume, axis):
     model = models["axial"]

@@ -164,12 +164,15 @@ def _as_list(outputs):
 
 
 def nonzero_range(volume: tf.Tensor, axis: int):
-    """``[start, stop)`` of the slices along ``axis`` holding a nonzero voxel (any channel).
+    """``[start, stop)`` of the slices along ``axis`` holding signal in any channel (neither 0
+    nor the channel's minimum, as :func:`tfneuro.data.patches.nonempty_mask`).
 
-    Mirrors :func:`tfneuro.inference.slices.nonzero_slice_range`; ``(0, 0)`` if all zero.
+    Mirrors :func:`tfneuro.inference.slices.nonzero_slice_range`; ``(0, 0)`` without signal.
     """
+    lo = tf.reduce_min(volume, axis=[0, 1, 2], keepdims=True)
+    signal = tf.logical_and(tf.not_equal(volume, 0.0), tf.not_equal(volume, lo))
     other = [a for a in range(4) if a != axis]
-    hit = tf.reshape(tf.where(tf.reduce_any(tf.not_equal(volume, 0.0), axis=other)), [-1])
+    hit = tf.reshape(tf.where(tf.reduce_any(signal, axis=other)), [-1])
     hit = tf.cast(hit, tf.int32)
     return tf.cond(tf.size(hit) > 0, lambda: (hit[0], hit[-1] + 1), lambda: (0, 0))
 
@@ -197,7 +200,7 @@ def predict_slices_in_graph(call, volume: tf.Tensor, axis: int, num_classes: int
             crop the output back (1 for models that pad internally).
         batch_size: slices per model call; None: from the padded slice size, as
             :func:`tfneuro.inference.memory.auto_slice_batch` (computed in the graph).
-        skip_empty: predict only the slab of slices holding nonzero voxels.
+        skip_empty: predict only the slab of slices holding signal (:func:`nonzero_range`).
 
     Returns:
         float32 ``[X, Y, Z, K]`` probabilities.

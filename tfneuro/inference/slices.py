@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from tfneuro.data.patches import nonempty_mask
 from tfneuro.errors import InputError
 from tfneuro.inference.precision import model_at_precision
 from tfneuro.io.views import VIEW_AXES, view_axis
@@ -79,19 +80,20 @@ def _check_volume(volume, name="volume"):
 
 
 def nonzero_slice_range(volume, axis) -> tuple[int, int]:
-    """``[start, stop)`` of the slices along ``axis`` that hold a nonzero voxel (any channel).
+    """``[start, stop)`` of the slices along ``axis`` that hold signal in any channel.
+
+    Background is 0 or the channel's minimum (:func:`tfneuro.data.patches.nonempty_mask`), so
+    the range is the same on a z-scored volume (background ``-mean/sd``) as on the raw one.
 
     Args:
         volume: ``[X, Y, Z]`` or ``[X, Y, Z, C]`` array.
         axis: 0, 1 or 2.
 
     Returns:
-        ``(start, stop)``; ``(0, 0)`` for an all-zero volume.
+        ``(start, stop)``; ``(0, 0)`` for a volume without signal.
     """
     vol = np.asarray(volume)
-    nz = vol != 0
-    if nz.ndim == 4:
-        nz = nz.any(axis=3)
+    nz = nonempty_mask(vol if vol.ndim == 4 else vol[..., None])
     other = tuple(a for a in range(3) if a != axis)
     hit = np.flatnonzero(nz.any(axis=other))
     if hit.size == 0:
