@@ -122,7 +122,8 @@ def _check_flags():
         raise InputError("--architecture", f"give one or more of {', '.join(ARCHITECTURES)}")
     for arch in archs:
         if arch not in ARCHITECTURES:
-            checks.check_model_name(arch, modalities=(FLAGS.modality,))  # unknown name first
+            checks.check_model_name(arch, modalities=(FLAGS.modality,),  # unknown name first
+                                    flag="--architecture")
             raise InputError("--architecture", f"{arch!r} is not a paper-000 segmentation "
                                                f"network; choose from {', '.join(ARCHITECTURES)}")
         for name in ("patch_size", "window"):

@@ -190,10 +190,10 @@ def _over_input(script, flag="--out"):
                    flag, r"input|exists|not a directory|overwrite")
 
 
-def _unknown_model(script):
+def _unknown_model(script, flag="--model"):
     return _custom(script, "unknown_model",
                    lambda d, out: ["--cohort", d["cohorts"]["good"], "--out", out,
-                                   "--model", "no_such_net"], "--model", r"unknown|no_such_net")
+                                   flag, "no_such_net"], flag, r"unknown|no_such_net")
 
 
 CASES = []
@@ -219,8 +219,9 @@ EXTRA = {"finetune_quicknat": ("--pretrained", "@quicknat", "--modalities", "t1"
 for script, cases in SPREAD.items():
     for c in cases:
         CASES.append(_cohort_case(script, c, extra=EXTRA.get(script, ())))
-for s in ["train_quicknat", "train_necnet", "train_age_classifier", "transfer_strategies"]:
+for s in ["train_quicknat", "train_age_classifier", "transfer_strategies"]:
     CASES.append(_unknown_model(s))
+CASES.append(_unknown_model("train_necnet", "--architecture"))  # paper 000 Table 2's networks
 for s in ["train_infinet", "train_neonatal_unet"]:
     CASES.append(_over_input(s))
 CASES.append(_custom("evaluate", "overwrite_input",

@@ -74,7 +74,8 @@ def load_volume(path: str | os.PathLike, *, kind: str = "image", scheme=None,
             as stored in the file, i.e. *raw* values; use ``scheme.remap`` to get class ids).
         scheme: for ``kind="label"``: a :class:`tfneuro.io.labels.LabelScheme` or its name; the
             stored values must all belong to it.
-        allow_empty: accept an all-zero volume (e.g. a predicted mask that found nothing).
+        allow_empty: accept an all-zero or constant volume (e.g. a predicted mask that found
+            nothing, read as a raw input channel).
 
     Returns:
         An in-memory ``nibabel.Nifti1Image`` (Analyze inputs are converted) whose header keeps
@@ -110,7 +111,7 @@ def load_volume(path: str | os.PathLike, *, kind: str = "image", scheme=None,
             raise InputError(path, f"{bad} NaN/Inf voxel(s), first at voxel {first}")
     if not allow_empty and not np.any(data):
         raise InputError(path, "all voxels are zero (empty volume)")
-    if kind == "image" and data.min() == data.max():
+    if kind == "image" and not allow_empty and data.min() == data.max():
         raise InputError(path, f"all voxels have the same value {float(data.flat[0]):g} "
                                "(a constant image has no anatomy to segment)")
 

@@ -64,7 +64,10 @@ def _gpu_capability():
     import keras
 
     if keras.backend.backend() == "jax":
-        import jax
+        try:
+            import jax
+        except ImportError:  # Keras' JAX backend itself needs it
+            raise InputError("KERAS_BACKEND", "jax needs JAX: pip install 'tfneuro[jax]'") from None
 
         gpus = [d for d in jax.devices() if d.platform == "gpu"]
         if not gpus:
