@@ -260,8 +260,7 @@ def _segment_held_out(sm, test_df, plans):
     for row in progress(test_df.to_dict("records"), desc="segment (SavedModel)", unit="subject"):
         s = row["subject"]
         result, written = segment.segment_files(seg, [row[m] for m in mods], mods, plans[s],
-                                                subject=s,
-                                                age_months=row["age_months"])
+                                                subject=s, age_months=row["age_months"])
         for w in written:
             print(f"wrote {w}")
         ref = load_volume(row["label"], kind="label", scheme=SCHEME)
