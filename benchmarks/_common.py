@@ -67,6 +67,28 @@ def alternate(fns: dict, runs: int, warmup: bool = False, log=print) -> dict:
     return times
 
 
+def time_four_sides(sides: dict, tfneuro_run, monai_run, precision: str, runs: int,
+                    peak_n: int):
+    """Issue 17's four sides in ONE alternating run, then the matmul peak at both precisions.
+
+    Args:
+        sides: ``{"tfneuro float32": model, "tfneuro <precision>": model}``;
+            ``tfneuro_run(model, precision)`` makes each side's zero-argument callable (float32
+            for the side named "tfneuro float32", ``precision`` for the other).
+        monai_run: ``monai_run(autocast: bool)`` makes MONAI's float32 and bfloat16 callables.
+        runs, peak_n: alternating rounds; matmul size of :func:`matmul_peak`.
+
+    Returns:
+        ``(times, peaks)``: ``{side: [seconds]}`` in run order, ``{precision: GFLOP/s}``.
+    """
+    fns = {name: tfneuro_run(m, "float32" if name == "tfneuro float32" else precision)
+           for name, m in sides.items()}
+    fns.update({"MONAI float32": monai_run(False), "MONAI bfloat16 autocast": monai_run(True)})
+    print(f"timing {runs} alternating runs ({', '.join(fns)}, ...)", flush=True)
+    times = alternate(fns, runs)
+    return times, {p: matmul_peak(peak_n, dtype=p) for p in ("float32", "bfloat16")}
+
+
 def precision_report(tfneuro_precision: str, monai: bool = True) -> tuple[str, str]:
     """``(resolved tfneuro precision, report line)``: what tfneuro's precision resolves to on
     this machine, the CPU's bfloat16 flags and (``monai``) what MONAI's sides run at."""

@@ -51,10 +51,10 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _common import (alternate, fmt, keras_conv_macs, load_average, matmul_peak,  # noqa: E402
-                     median, mni_volume, parse_shape, peak_rss_mb, precision_report,
-                     profile_layers, profile_table, ratio_lines, run_memory_child, table,
-                     time_model_calls, torch_conv_macs, torch_softmax)
+from _common import (fmt, keras_conv_macs, load_average, median, mni_volume,  # noqa: E402
+                     parse_shape, peak_rss_mb, precision_report, profile_layers, profile_table,
+                     ratio_lines, run_memory_child, table, time_four_sides, time_model_calls,
+                     torch_conv_macs, torch_softmax)
 
 import numpy as np  # noqa: E402
 
@@ -232,18 +232,14 @@ def main(argv=None):
     n_tf_params = models["axial"].count_params()
     n_mo_params = sum(q.numel() for q in nets[0].parameters())
 
-    runs = {name: tfneuro_run(side, "float32" if name == "tfneuro float32" else precision)
-            for name, side in sides.items()}
-    runs.update({"MONAI float32": monai_run(False), "MONAI bfloat16 autocast": monai_run(True)})
-    print(f"timing {args.runs} alternating runs ({', '.join(runs)}, ...)", flush=True)
-    times = alternate(runs, args.runs)
-    peaks = {p: matmul_peak(args.peak_n, dtype=p) for p in ("float32", "bfloat16")}
+    times, peaks = time_four_sides(sides, tfneuro_run, monai_run, precision, args.runs,
+                                   args.peak_n)
     load_end = load_average()
 
     med = {name: median(t) for name, t in times.items()}
     gf_tf, gf_mo = 2 * tf_macs / 1e9, 2 * mo_macs / 1e9
     rows = []
-    for name in runs:
+    for name in times:
         tf_side = name.startswith("tfneuro")
         gf, n = (gf_tf, tf_slices) if tf_side else (gf_mo, mo_slices)
         peak = peaks["float32" if name.endswith("float32") else "bfloat16"]
